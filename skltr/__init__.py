@@ -1,0 +1,25 @@
+"""skltr: long-tailed recognition on frozen features, as scikit-learn estimators.
+
+The classifiers re-balance a linear classifier trained on features from a
+frozen backbone (Kang et al., "Decoupling Representation and Classifier for
+Long-Tailed Recognition", ICLR 2020; Han et al., "Logits Retargeting").
+"""
+
+from ._crt import CRTClassifier
+from ._joint import JointClassifier
+from ._lort import LORTClassifier
+from ._lws import LWSClassifier
+from ._ncm import NCMClassifier
+from ._tau_norm import TauNormClassifier
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "CRTClassifier",
+    "JointClassifier",
+    "LORTClassifier",
+    "LWSClassifier",
+    "NCMClassifier",
+    "TauNormClassifier",
+    "__version__",
+]

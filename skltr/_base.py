@@ -1,0 +1,323 @@
+"""Base classes: what every long-tail classifier does the same way.
+
+:class:`BaseLongTailClassifier` is a template: ``fit`` validates the input,
+encodes the labels and counts the classes, then calls ``_fit`` on the encoded
+labels; the predict-type methods validate their input and turn the scores of
+``_scores`` into predictions, probabilities and decision values, a chunk of
+rows at a time so that predicting on millions of rows holds only a chunk of
+scores. :class:`BaseLinearClassifier` adds the scores of a linear head on
+optionally standardised features; :class:`BaseTrainedClassifier` adds the
+PyTorch training settings.
+"""
+
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.special import log_softmax, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._backend import (
+    feature_moments,
+    feature_scaled_lr,
+    iter_row_chunks,
+    resolve_device,
+    train_minibatch,
+)
+from ._sampling import make_sampler
+
+# float16 and float64 features are kept as they are (float16 stays float16
+# until a batch reaches the device); anything else becomes float32.
+FEATURE_DTYPES = (np.float32, np.float64, np.float16)
+
+
+class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
+    """Validation, label encoding and the predict API of every classifier.
+
+    Subclasses implement ``_fit(X, y)`` on labels encoded as 0 to
+    n_classes - 1, and ``_scores(X)`` returning an (n_samples, n_classes)
+    array of class scores for a chunk of validated rows.
+    """
+
+    _parameter_constraints: dict = {}
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit the classifier on features ``X`` and labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training features; a memory-mapped array is read a chunk at a
+            time.
+        y : array-like of shape (n_samples,)
+            Class labels of any type scikit-learn accepts (ints, strings).
+
+        Returns
+        -------
+        self : object
+            The fitted classifier.
+        """
+        X, y = validate_data(self, X, y, dtype=FEATURE_DTYPES)
+        check_classification_targets(y)
+        self.classes_, y_encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes to "
+                f"fit, but y has 1 class ({self.classes_[0]!r})."
+            )
+        self.class_counts_ = np.bincount(y_encoded, minlength=len(self.classes_))
+        self._fit(X, y_encoded)
+        return self
+
+    @abstractmethod
+    def _fit(self, X, y):
+        """Fit on validated features and labels encoded as 0 to n_classes - 1."""
+
+    @abstractmethod
+    def _scores(self, X):
+        """Class scores of a chunk of validated rows, shape (n, n_classes)."""
+
+    def _probability_logits(self, scores):
+        """The logits whose softmax is ``predict_proba``; the scores themselves."""
+        return scores
+
+    def _iter_scores(self, X):
+        for rows in iter_row_chunks(*X.shape):
+            yield np.asarray(self._scores(X[rows]), dtype=np.float64)
+
+    def decision_function(self, X):
+        """Class scores (the logits of the linear classifiers).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
+            With two classes, the score of ``classes_[1]`` minus that of
+            ``classes_[0]``, as scikit-learn's binary classifiers return.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=FEATURE_DTYPES)
+        scores = np.concatenate(list(self._iter_scores(X)))
+        if len(self.classes_) == 2:
+            return scores[:, 1] - scores[:, 0]
+        return scores
+
+    def predict(self, X):
+        """Predict the class of each sample: the highest score.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=FEATURE_DTYPES)
+        best = [scores.argmax(axis=1) for scores in self._iter_scores(X)]
+        return self.classes_[np.concatenate(best)]
+
+    def predict_proba(self, X):
+        """Class probabilities: the softmax of the class scores.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=FEATURE_DTYPES)
+        return np.concatenate(
+            [
+                softmax(self._probability_logits(scores), axis=1)
+                for scores in self._iter_scores(X)
+            ]
+        )
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed stably.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=FEATURE_DTYPES)
+        return np.concatenate(
+            [
+                log_softmax(self._probability_logits(scores), axis=1)
+                for scores in self._iter_scores(X)
+            ]
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        return tags
+
+
+class BaseLinearClassifier(BaseLongTailClassifier):
+    """Scores ``((x - feature_mean_) / feature_scale_) @ coef_.T + intercept_``.
+
+    The mean and scale are None when the features are used as they are.
+    """
+
+    def _preprocess(self, X):
+        """Rows as the linear head sees them: float32, standardised if fitted so."""
+        X = X.astype(np.float32, copy=False)
+        if self.feature_mean_ is not None:
+            X = (X - self.feature_mean_) / self.feature_scale_
+        return X
+
+    def _scores(self, X):
+        return self._preprocess(X) @ self.coef_.T + self.intercept_
+
+
+def standardisation(X):
+    """Per-feature mean and scale that standardise ``X``, float32.
+
+    Constant features get a scale of 1, so they become 0 rather than NaN.
+    Also returns the mean squared norm of the standardised rows.
+    """
+    mean, var = feature_moments(X)
+    scale = np.sqrt(var)
+    constant = scale <= 1e-12 * np.maximum(1.0, np.abs(mean))
+    scale[constant] = 1.0
+    mean_squared_norm = float(np.sum(var / scale**2))
+    return mean.astype(np.float32), scale.astype(np.float32), mean_squared_norm
+
+
+def mean_squared_norm(X, shift=None, scale=None):
+    """Mean over rows of ``||(x - shift) / scale||^2``, from the feature moments."""
+    mean, var = feature_moments(X)
+    if shift is not None:
+        mean = mean - shift
+    squared = var + mean**2
+    if scale is not None:
+        squared = squared / np.square(scale, dtype=np.float64)
+    return float(squared.sum())
+
+
+class BaseTrainedClassifier(BaseLinearClassifier):
+    """A classifier with a minibatch SGD stage on the PyTorch backend."""
+
+    _parameter_constraints: dict = {
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def _start_training(self):
+        """Resolve the device and seed a numpy generator for this fit."""
+        device = resolve_device(self.device)
+        self.device_ = str(device)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        return device, np.random.default_rng(seed)
+
+    def _train_linear_layer(
+        self,
+        data,
+        y,
+        *,
+        sampling,
+        rng,
+        mean_squared_norm,
+        lr=None,
+        init=None,
+        label_smoothing=0.0,
+        epoch_end=None,
+    ):
+        """Train a linear layer with cross-entropy on the device features.
+
+        Parameters
+        ----------
+        data : DeviceFeatures
+        y : ndarray of shape (n_samples,)
+            Encoded labels, for the sampler.
+        sampling : str or float
+            The sampling strategy (see ``_sampling.make_sampler``).
+        rng : numpy.random.Generator
+        mean_squared_norm : float
+            Of the features as the layer sees them; sets the learning-rate
+            rule of ``feature_scaled_lr``.
+        lr : float, optional
+            The learning rate when it is not the ``lr`` parameter itself.
+        init : (coef, intercept) or None
+            Starting weights; None starts from zero (a convex problem, so
+            zero is as good a start as a random one, and reproducible).
+        label_smoothing : float
+            Weight of the uniform distribution in the soft targets.
+        epoch_end : callable, optional
+            Passed to the training loop; gets the layer and the epoch.
+
+        Returns
+        -------
+        layer : torch.nn.Linear
+            On the device. ``loss_curve_`` is set.
+        """
+        n_classes = len(self.classes_)
+        lr = self.lr if lr is None else lr
+        layer = torch.nn.Linear(data.n_features, n_classes, device=data.device)
+        with torch.no_grad():
+            if init is None:
+                layer.weight.zero_()
+                layer.bias.zero_()
+            else:
+                layer.weight.copy_(torch.as_tensor(init[0]))
+                layer.bias.copy_(torch.as_tensor(init[1]))
+
+        def loss(features, labels):
+            return torch.nn.functional.cross_entropy(
+                layer(features), labels, label_smoothing=label_smoothing
+            )
+
+        self.loss_curve_ = train_minibatch(
+            [
+                {
+                    "params": [layer.weight],
+                    "lr": feature_scaled_lr(lr, mean_squared_norm),
+                },
+                {"params": [layer.bias]},
+            ],
+            loss,
+            data,
+            make_sampler(sampling, y, n_classes, epochs=self.epochs, rng=rng),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            epoch_end=None if epoch_end is None else (lambda e: epoch_end(layer, e)),
+            verbose=self.verbose,
+            desc=type(self).__name__,
+        )
+        return layer
+
+
+def to_numpy(tensor):
+    """A CPU float32 numpy copy of a tensor, detached from any graph or device."""
+    return tensor.detach().to("cpu", torch.float32).numpy().copy()

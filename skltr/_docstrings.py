@@ -1,0 +1,146 @@
+"""Docstring fragments shared by the classifiers.
+
+A class docstring names a fragment as ``%(name)s``; :func:`fill_doc` fills them
+in, so a parameter that several classifiers share is documented once.
+"""
+
+import textwrap
+
+_FRAGMENTS = {
+    "training_parameters": """
+epochs : int, default=%(epochs)s
+    Passes over the training data. An epoch is ``ceil(n_samples /
+    batch_size)`` SGD steps whatever the sampling strategy.
+
+batch_size : int, default=%(batch_size)s
+    Samples per SGD step; a batch is never larger than the training set.
+
+lr : float, default=%(lr)s
+    Initial learning rate, decayed to 0 along a cosine schedule. It is given
+    for features of unit mean squared norm: the step on the weights is divided
+    by the mean squared norm of the training features (see Notes), so one
+    value suits backbones of any feature scale and dimension.
+
+momentum : float, default=0.9
+    SGD momentum.
+
+weight_decay : float, default=%(weight_decay)s
+    L2 penalty, applied by SGD at every step.
+""",
+    "device_parameters": """
+device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+    Where the training runs. ``"auto"`` takes CUDA when PyTorch sees a GPU,
+    else the CPU. Asking for CUDA on a machine without it raises a
+    ``ValueError``. The fitted model holds numpy arrays only, so it predicts,
+    pickles and unpickles on any machine.
+
+random_state : int, RandomState instance or None, default=None
+    Seeds the sampler and the initialisation. An int gives the same fitted
+    model on every CPU run.
+
+verbose : int, default=0
+    Shows a progress bar over the epochs when positive.
+""",
+    "joint_parameters": """
+joint : None, JointClassifier, torch.nn.Linear or (coef, intercept), default=None
+    The stage-1 classifier to re-balance. ``None`` fits a
+    :class:`JointClassifier` with this estimator's ``device`` and
+    ``random_state``; an unfitted :class:`JointClassifier` is cloned and fit
+    with its own parameters. A fitted :class:`JointClassifier` (or one wrapped
+    in :class:`sklearn.frozen.FrozenEstimator`), a ``torch.nn.Linear`` with
+    ``n_classes`` outputs, or a ``(coef, intercept)`` pair of arrays of shapes
+    ``(n_classes, n_features)`` and ``(n_classes,)`` is used as it is; its rows
+    follow the sorted class labels. Model selection clones parameters, and a
+    clone of a fitted estimator is unfitted: wrap a fitted
+    :class:`JointClassifier` in :class:`~sklearn.frozen.FrozenEstimator` to
+    keep it inside ``GridSearchCV``.
+
+memory : str, joblib.Memory or None, default=None
+    Caches the joint fit (as :class:`sklearn.pipeline.Pipeline` caches
+    transformers): with a cache, a grid search over this estimator's own
+    parameters fits the joint classifier once per training fold instead of
+    once per candidate. A string is a cache directory.
+""",
+    "fitted_linear_attributes": """
+coef_ : ndarray of shape (n_classes, n_features)
+    Classifier weights, applied to the standardised features (see
+    ``feature_mean_`` and ``feature_scale_``).
+
+intercept_ : ndarray of shape (n_classes,)
+    Classifier bias.
+
+feature_mean_ : ndarray of shape (n_features,) or None
+    Subtracted from the features before ``coef_`` applies; None when the
+    features are used as they are.
+
+feature_scale_ : ndarray of shape (n_features,) or None
+    Divides the centred features before ``coef_`` applies; None when the
+    features are used as they are.
+""",
+    "common_attributes": """
+classes_ : ndarray of shape (n_classes,)
+    The class labels, sorted.
+
+class_counts_ : ndarray of shape (n_classes,)
+    Training samples of each class, in the order of ``classes_``: what the
+    long-tail metrics split classes by.
+
+n_features_in_ : int
+    Number of features seen during fit.
+
+feature_names_in_ : ndarray of shape (n_features_in_,)
+    Names of the features seen during fit, when ``X`` has string column
+    names (a pandas DataFrame).
+""",
+    "joint_attributes": """
+joint_coef_ : ndarray of shape (n_classes, n_features)
+    The weights of the joint classifier that was re-balanced.
+
+joint_intercept_ : ndarray of shape (n_classes,)
+    Its bias.
+""",
+    "training_attributes": """
+device_ : str
+    The device the training ran on.
+
+loss_curve_ : list of float
+    Mean training loss of each epoch.
+""",
+    "lr_notes": """
+The learning rate is expressed for features of unit mean squared norm. SGD on
+weights W over features x with ``lr`` and ``weight_decay`` takes here exactly
+the steps it would take over ``x / s``, where ``s**2`` is the mean squared norm
+of the (standardised) training features: the gradient step is ``lr / s**2``
+and the weight decay ``weight_decay * s**2``. Features after ReLU and average
+pooling (ResNet) and transformer tokens (ViT) differ in scale by orders of
+magnitude; this makes one default learning rate fit both, and keeps SGD
+stable for any ``lr`` below about 7.
+""",
+}
+
+
+def fill_doc(**values):
+    """Class decorator filling ``%(fragment)s`` names in the docstring.
+
+    Keyword arguments fill the defaults that a fragment itself names
+    (``%(epochs)s`` in ``training_parameters``, say).
+    """
+
+    def decorate(cls):
+        fragments = {}
+        for name, text in _FRAGMENTS.items():
+            text = textwrap.dedent(text).strip("\n")
+            if "%(" in text:
+                text = text % _Lookup(values)
+            fragments[name] = textwrap.indent(text, "    ").lstrip()
+        cls.__doc__ = cls.__doc__ % {**values, **fragments}
+        return cls
+
+    return decorate
+
+
+class _Lookup(dict):
+    """Leave fragments that need a value the class did not give as they are."""
+
+    def __missing__(self, key):
+        return f"%({key})s"

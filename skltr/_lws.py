@@ -1,0 +1,154 @@
+"""LWS: learnable weight scaling (METHODS.md, "LWS").
+
+Keep the joint classifier (W, b) frozen and learn one scale per class:
+logits = f * (W z + b), f in R^C initialised to 1 (the bias is scaled too),
+trained with class-balanced sampling and cross-entropy; weight decay applies
+to f.
+"""
+
+from numbers import Real
+
+import numpy as np
+import torch
+
+from ._backend import feature_scaled_lr, train_minibatch
+from ._base import to_numpy
+from ._docstrings import fill_doc
+from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
+from ._rebalance import BaseRebalancer
+from ._sampling import check_sampling, make_sampler
+
+_EPOCHS = 5
+_LR = 0.5
+
+
+@fill_doc(
+    epochs=_EPOCHS,
+    batch_size=DEFAULT_BATCH_SIZE,
+    lr=_LR,
+    weight_decay=DEFAULT_WEIGHT_DECAY,
+)
+class LWSClassifier(BaseRebalancer):
+    """Learnable weight scaling: one learned scale per class on a frozen joint.
+
+    The joint classifier's weights and bias stay as they are; a scale f_j per
+    class, starting at 1, multiplies logit j and is learned with
+    class-balanced sampling. The scales undo the head bias of the weight norms
+    without a grid search.
+
+    Parameters
+    ----------
+    sampling : {"class", "instance", "sqrt", "progressive"} or float, \
+default="class"
+        How training samples are drawn (see :class:`CRTClassifier`).
+
+    %(joint_parameters)s
+
+    %(training_parameters)s
+
+    %(device_parameters)s
+
+    Attributes
+    ----------
+    scales_ : ndarray of shape (n_classes,)
+        The learned scale of each class.
+
+    %(fitted_linear_attributes)s
+
+    %(joint_attributes)s
+
+    %(common_attributes)s
+
+    %(training_attributes)s
+
+    See Also
+    --------
+    TauNormClassifier : Re-scales the rows by a power of their norms.
+    CRTClassifier : Re-trains the whole layer with class-balanced sampling.
+
+    Notes
+    -----
+    Reference (Kang et al., ICLR 2020): 5 epochs, lr 0.2 at batch 512, weight
+    decay 5e-4, cosine schedule. Here the step on f_j is divided by the mean
+    squared joint logit, as the step on feature weights is divided by the mean
+    squared feature norm (see :class:`JointClassifier`): f acts on the logits
+    through the joint logits as weights act through the features.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skltr import LWSClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(np.arange(3), [300, 40, 6])
+    >>> X = rng.normal(size=(len(y), 5)) + 2.0 * np.eye(3, 5)[y]
+    >>> clf = LWSClassifier(device="cpu", random_state=0).fit(X, y)
+    >>> clf.scales_.shape
+    (3,)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseRebalancer._parameter_constraints,
+        "sampling": [str, Real],
+    }
+
+    def __init__(
+        self,
+        *,
+        sampling="class",
+        joint=None,
+        memory=None,
+        epochs=_EPOCHS,
+        batch_size=DEFAULT_BATCH_SIZE,
+        lr=_LR,
+        momentum=0.9,
+        weight_decay=DEFAULT_WEIGHT_DECAY,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.sampling = sampling
+        self.joint = joint
+        self.memory = memory
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _fit(self, X, y):
+        sampling = check_sampling(self.sampling)
+        self._fit_joint_head(X, y)
+        device, rng = self._start_training()
+        data = self._device_features(X, y, device)
+        coef, intercept = self._joint_tensors(device)
+        scales = torch.ones(len(self.classes_), device=device, requires_grad=True)
+        with torch.no_grad():
+            squared_logit = sum(
+                float(torch.square(features @ coef.T + intercept).mean(dim=1).sum())
+                for features, _ in data.iter_all()
+            ) / len(y)
+
+        def loss(features, labels):
+            return torch.nn.functional.cross_entropy(
+                scales * (features @ coef.T + intercept), labels
+            )
+
+        self.loss_curve_ = train_minibatch(
+            [{"params": [scales], "lr": feature_scaled_lr(self.lr, squared_logit)}],
+            loss,
+            data,
+            make_sampler(sampling, y, len(self.classes_), epochs=self.epochs, rng=rng),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            verbose=self.verbose,
+            desc=type(self).__name__,
+        )
+        self.scales_ = to_numpy(scales)
+        self.coef_ = self.scales_[:, None] * self.joint_coef_
+        self.intercept_ = (self.scales_ * self.joint_intercept_).astype(np.float32)

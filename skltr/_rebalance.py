@@ -1,0 +1,108 @@
+"""What tau-norm, LWS and LORT share: a stage-1 (joint) classifier to re-balance.
+
+The joint classifier is fit here, or handed in by the user as a fitted
+:class:`JointClassifier`, a ``torch.nn.Linear`` or a ``(coef, intercept)``
+pair; with ``memory`` set, fitting it is cached so a grid search over the
+re-balancing parameters fits it once per fold.
+"""
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils._param_validation import HasMethods
+from sklearn.utils.validation import check_is_fitted, check_memory
+
+from ._backend import DeviceFeatures
+from ._base import BaseTrainedClassifier
+from ._joint import JointClassifier
+
+
+def _fit_joint(joint, X, y):
+    # Module-level so that joblib.Memory can hash and cache it.
+    return joint.fit(X, y)
+
+
+class BaseRebalancer(BaseTrainedClassifier):
+    """A classifier that re-balances a joint (stage-1) linear classifier."""
+
+    _parameter_constraints: dict = {
+        **BaseTrainedClassifier._parameter_constraints,
+        "joint": [None, HasMethods(["fit", "predict"]), torch.nn.Linear, tuple, list],
+        "memory": [None, str, HasMethods(["cache"])],
+    }
+
+    def _fit_joint_head(self, X, y):
+        """Set ``joint_coef_``, ``joint_intercept_`` and the feature scaling.
+
+        ``y`` holds the encoded labels 0 to n_classes - 1.
+        """
+        coef, intercept, mean, scale = self._joint_head(X, y)
+        n_classes, n_features = len(self.classes_), X.shape[1]
+        if coef.shape != (n_classes, n_features) or intercept.shape != (n_classes,):
+            raise ValueError(
+                f"The joint classifier handed to {type(self).__name__} has "
+                f"weights of shape {coef.shape} and bias of shape "
+                f"{intercept.shape}; the data has {n_classes} classes and "
+                f"{n_features} features, so they must be ({n_classes}, "
+                f"{n_features}) and ({n_classes},)."
+            )
+        self.joint_coef_ = coef
+        self.joint_intercept_ = intercept
+        self.feature_mean_, self.feature_scale_ = mean, scale
+
+    def _joint_head(self, X, y):
+        joint = self.joint
+        if isinstance(joint, FrozenEstimator):
+            joint = joint.estimator
+        if joint is None:
+            joint = JointClassifier(device=self.device, random_state=self.random_state)
+        if isinstance(joint, torch.nn.Linear):
+            coef = joint.weight.detach().cpu().numpy()
+            intercept = (
+                np.zeros(joint.out_features, dtype=np.float32)
+                if joint.bias is None
+                else joint.bias.detach().cpu().numpy()
+            )
+            return coef.astype(np.float32), intercept.astype(np.float32), None, None
+        if isinstance(joint, (tuple, list)):
+            if len(joint) != 2:
+                raise ValueError(
+                    "joint as a pair must be (coef, intercept); got a sequence of "
+                    f"length {len(joint)}."
+                )
+            coef, intercept = (np.asarray(a, dtype=np.float32) for a in joint)
+            return coef, intercept, None, None
+        if not isinstance(joint, JointClassifier):
+            raise ValueError(
+                "joint must be None, a JointClassifier, a torch.nn.Linear or a "
+                f"(coef, intercept) pair; got {type(joint).__name__}."
+            )
+        try:
+            check_is_fitted(joint)
+        except NotFittedError:
+            fit = check_memory(self.memory).cache(_fit_joint)
+            joint = fit(clone(joint), X, y)
+            classes = np.arange(len(self.classes_))
+        else:
+            classes = self.classes_
+        if not np.array_equal(joint.classes_, classes):
+            raise ValueError(
+                f"The fitted joint classifier knows the classes {joint.classes_}, "
+                f"but y has the classes {self.classes_}; they must be the same."
+            )
+        return joint.coef_, joint.intercept_, joint.feature_mean_, joint.feature_scale_
+
+    def _device_features(self, X, y, device):
+        """Training features on the device, scaled as the joint classifier sees them."""
+        return DeviceFeatures(
+            X, y, device, shift=self.feature_mean_, scale=self.feature_scale_
+        )
+
+    def _joint_tensors(self, device):
+        """The joint weights and bias as tensors on ``device``."""
+        return (
+            torch.as_tensor(self.joint_coef_, device=device),
+            torch.as_tensor(self.joint_intercept_, device=device),
+        )

@@ -1,0 +1,217 @@
+"""tau-normalised classifier (METHODS.md, "tau-normalised classifier").
+
+Take the joint classifier's W and rescale each row:
+w~_j = w_j / ||w_j||^tau, logits = W~ z (bias dropped).
+tau = 0 is the joint classifier without its bias, tau = 1 plain L2
+normalisation. tau is chosen on the training set by the mean of per-class
+accuracies (appendix B.5), or learned with class-balanced sampling, everything
+else frozen.
+"""
+
+from numbers import Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import StrOptions
+
+from ._backend import feature_scaled_lr, iter_row_chunks, train_minibatch
+from ._docstrings import fill_doc
+from ._joint import DEFAULT_BATCH_SIZE
+from ._rebalance import BaseRebalancer
+from ._sampling import make_sampler
+
+DEFAULT_TAU_GRID = np.round(np.linspace(0.0, 2.0, 21), 10)
+_LEARN_EPOCHS = 10
+_LEARN_LR = 0.5
+
+
+def tau_normalize(coef, tau):
+    """Rows of ``coef`` divided by their L2 norm to the power ``tau``."""
+    norms = np.linalg.norm(coef, axis=1, keepdims=True)
+    return coef / np.maximum(norms, np.finfo(coef.dtype).tiny) ** tau
+
+
+@fill_doc(
+    epochs=_LEARN_EPOCHS,
+    batch_size=DEFAULT_BATCH_SIZE,
+    lr=_LEARN_LR,
+    weight_decay=0.0,
+)
+class TauNormClassifier(BaseRebalancer):
+    """tau-normalised classifier: the joint weights divided by ||w_j||^tau.
+
+    A joint classifier's weight norms grow with its classes' training counts,
+    which widens the decision regions of the head classes. Dividing each row by
+    its norm to the power tau shrinks that bias: tau = 0 keeps the joint
+    weights, tau = 1 gives every class a weight of norm 1. The bias is dropped,
+    as in the paper.
+
+    Parameters
+    ----------
+    tau : float, "auto" or "learn", default="auto"
+        The normalisation power. ``"auto"`` takes the value of ``tau_grid``
+        with the best mean per-class accuracy on the training set (the
+        Decoupling paper's appendix B.5, which finds it as good as a
+        validation set). ``"learn"`` learns tau by SGD with class-balanced
+        sampling, the joint weights frozen, using the training settings below.
+
+    tau_grid : array-like of float, default=None
+        The values ``"auto"`` chooses from; None is 0.0, 0.1, ..., 2.0 (the
+        paper's sweep).
+
+    %(joint_parameters)s
+
+    %(training_parameters)s
+        The training settings apply to ``tau="learn"`` only.
+
+    %(device_parameters)s
+
+    Attributes
+    ----------
+    tau_ : float
+        The tau in use.
+
+    tau_scores_ : ndarray of shape (n_taus,)
+        With ``tau="auto"``, the mean per-class training accuracy of each
+        value of the grid.
+
+    %(fitted_linear_attributes)s
+
+    %(joint_attributes)s
+
+    %(common_attributes)s
+
+    See Also
+    --------
+    LWSClassifier : Learns one scale per class instead of one power.
+    JointClassifier : The classifier being normalised.
+
+    Notes
+    -----
+    With ``tau="learn"``, the step on tau is scaled like the step on feature
+    weights (see :class:`JointClassifier`): tau acts on the logits through
+    the "feature" ``-log(||w_j||) * logit_j``, whose mean squared norm divides
+    the learning rate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from skltr import TauNormClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> counts = [200, 60, 20, 8]
+    >>> y = np.repeat(np.arange(4), counts)
+    >>> X = rng.normal(size=(len(y), 8)) + 2.0 * np.eye(4, 8)[y]
+    >>> clf = TauNormClassifier(tau=0.7, device="cpu", random_state=0).fit(X, y)
+    >>> clf.tau_
+    0.7
+    >>> search = GridSearchCV(TauNormClassifier(device="cpu", random_state=0),
+    ...                       {"tau": [0.0, 0.5, 1.0]}, cv=3,
+    ...                       scoring="balanced_accuracy").fit(X, y)
+    >>> search.best_params_["tau"] in (0.0, 0.5, 1.0)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseRebalancer._parameter_constraints,
+        "tau": [StrOptions({"auto", "learn"}), Real],
+        "tau_grid": [None, "array-like"],
+    }
+
+    def __init__(
+        self,
+        *,
+        tau="auto",
+        tau_grid=None,
+        joint=None,
+        memory=None,
+        epochs=_LEARN_EPOCHS,
+        batch_size=DEFAULT_BATCH_SIZE,
+        lr=_LEARN_LR,
+        momentum=0.9,
+        weight_decay=0.0,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.tau = tau
+        self.tau_grid = tau_grid
+        self.joint = joint
+        self.memory = memory
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _fit(self, X, y):
+        self._fit_joint_head(X, y)
+        if self.tau == "auto":
+            self.tau_ = self._select_tau(X, y)
+        elif self.tau == "learn":
+            self.tau_ = self._learn_tau(X, y)
+        else:
+            self.tau_ = float(self.tau)
+        self.coef_ = tau_normalize(self.joint_coef_, self.tau_)
+        self.intercept_ = np.zeros(len(self.classes_), dtype=np.float32)
+
+    def _select_tau(self, X, y):
+        grid = (
+            DEFAULT_TAU_GRID
+            if self.tau_grid is None
+            else np.asarray(self.tau_grid, float)
+        )
+        if grid.ndim != 1 or len(grid) == 0 or not np.all(np.isfinite(grid)):
+            raise ValueError(
+                "tau_grid must be a non-empty 1-d sequence of finite floats; "
+                f"got {self.tau_grid!r}."
+            )
+        norms = np.linalg.norm(self.joint_coef_, axis=1)
+        correct = np.zeros((len(grid), len(self.classes_)))
+        for rows, logits in self._iter_joint_logits(X):
+            for i, tau in enumerate(grid):
+                hits = (logits / norms**tau).argmax(axis=1) == y[rows]
+                correct[i] += np.bincount(y[rows][hits], minlength=len(self.classes_))
+        self.tau_scores_ = (correct / self.class_counts_).mean(axis=1)
+        return float(grid[np.argmax(self.tau_scores_)])
+
+    def _iter_joint_logits(self, X):
+        """Joint logits without bias, a chunk of training rows at a time."""
+        for rows in iter_row_chunks(*X.shape):
+            yield rows, self._preprocess(X[rows]) @ self.joint_coef_.T
+
+    def _learn_tau(self, X, y):
+        device, rng = self._start_training()
+        data = self._device_features(X, y, device)
+        coef = torch.as_tensor(self.joint_coef_, device=device)
+        log_norms = torch.linalg.vector_norm(coef, dim=1).clamp_min(1e-30).log()
+        tau = torch.zeros((), device=device, requires_grad=True)
+
+        def logits(features):
+            return (features @ coef.T) * torch.exp(-tau * log_norms)
+
+        with torch.no_grad():
+            # The step on tau is scaled by the mean squared norm of d logits / d tau.
+            squared = sum(
+                float(torch.square(log_norms * (features @ coef.T)).sum())
+                for features, _ in data.iter_all()
+            )
+        self.loss_curve_ = train_minibatch(
+            [{"params": [tau], "lr": feature_scaled_lr(self.lr, squared / len(y))}],
+            lambda features, labels: torch.nn.functional.cross_entropy(
+                logits(features), labels
+            ),
+            data,
+            make_sampler("class", y, len(self.classes_), epochs=self.epochs, rng=rng),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            verbose=self.verbose,
+            desc=type(self).__name__,
+        )
+        return float(tau.detach().cpu())

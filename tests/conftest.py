@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+
+def long_tailed_gaussians(
+    n_classes=10, n_features=16, n_max=1000, n_min=5, separation=1.5, seed=0
+):
+    """Class-conditional Gaussians, n_max down to n_min samples per class
+    (exponential profile), and a balanced test set of 100 per class."""
+    rng = np.random.default_rng(seed)
+    counts = np.round(
+        n_max * (n_min / n_max) ** (np.arange(n_classes) / (n_classes - 1))
+    ).astype(int)
+    means = rng.normal(size=(n_classes, n_features)) * separation
+    y = np.repeat(np.arange(n_classes), counts)
+    y_test = np.repeat(np.arange(n_classes), 100)
+    X = means[y] + rng.normal(size=(len(y), n_features))
+    X_test = means[y_test] + rng.normal(size=(len(y_test), n_features))
+    return X.astype(np.float32), y, X_test.astype(np.float32), y_test
+
+
+@pytest.fixture(scope="session")
+def long_tailed():
+    return long_tailed_gaussians()
+
+
+@pytest.fixture(scope="session")
+def small_problem():
+    """A small 4-class problem for fast formula checks."""
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(4), [120, 60, 25, 10])
+    X = rng.normal(size=(len(y), 6)) + 2.5 * np.eye(4, 6)[y]
+    return X.astype(np.float32), y

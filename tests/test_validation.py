@@ -1,0 +1,132 @@
+"""Bad input gets a clear error that says what was wrong."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from skltr import (
+    CRTClassifier,
+    JointClassifier,
+    LORTClassifier,
+    LWSClassifier,
+    NCMClassifier,
+    TauNormClassifier,
+)
+from skltr._backend import resolve_device
+
+CLASSIFIERS = [
+    JointClassifier(device="cpu", epochs=2),
+    CRTClassifier(device="cpu", epochs=2),
+    NCMClassifier(),
+    TauNormClassifier(device="cpu"),
+    LWSClassifier(device="cpu", epochs=2),
+    LORTClassifier(device="cpu", epochs=2),
+]
+
+
+def _ids(estimator):
+    return type(estimator).__name__
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [30, 20, 10])
+    return rng.normal(size=(60, 5)) + np.eye(3, 5)[y], y
+
+
+@pytest.mark.parametrize("clf", CLASSIFIERS, ids=_ids)
+@pytest.mark.parametrize("bad, message", [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_non_finite_features(data, clf, bad, message):
+    X, y = data
+    X = X.copy()
+    X[3, 2] = bad
+    with pytest.raises(ValueError, match=message):
+        clone(clf).fit(X, y)
+    fitted = clone(clf).fit(data[0], y)
+    with pytest.raises(ValueError, match=message):
+        fitted.predict(X)
+
+
+@pytest.mark.parametrize("clf", CLASSIFIERS, ids=_ids)
+def test_single_class(data, clf):
+    X, _ = data
+    with pytest.raises(ValueError, match="at least 2 classes.*1 class"):
+        clone(clf).fit(X, np.zeros(len(X)))
+
+
+@pytest.mark.parametrize("clf", CLASSIFIERS, ids=_ids)
+def test_wrong_number_of_features_at_predict(data, clf):
+    X, y = data
+    fitted = clone(clf).fit(X, y)
+    for method in ("predict", "predict_proba", "decision_function"):
+        with pytest.raises(ValueError, match="X has 4 features.*expecting 5"):
+            getattr(fitted, method)(X[:, :4])
+
+
+@pytest.mark.parametrize("clf", CLASSIFIERS, ids=_ids)
+def test_three_dimensional_input(data, clf):
+    X, y = data
+    with pytest.raises(ValueError, match="dim 3"):
+        clone(clf).fit(X.reshape(60, 5, 1), y)
+
+
+@pytest.mark.parametrize(
+    "clf, params, message",
+    [
+        (
+            CRTClassifier(),
+            {"sampling": "balanced"},
+            "sampling='balanced' is not a sampling",
+        ),
+        (LWSClassifier(), {"sampling": "Class"}, "sampling='Class' is not a sampling"),
+        (TauNormClassifier(), {"tau": "best"}, "'tau' parameter"),
+        (TauNormClassifier(), {"tau_grid": []}, "tau_grid must be a non-empty"),
+        (NCMClassifier(), {"metric": "manhattan"}, "'metric' parameter"),
+        (LORTClassifier(), {"smoothing": 1.5}, "'smoothing' parameter"),
+        (JointClassifier(), {"lr": -1.0}, "'lr' parameter"),
+    ],
+)
+def test_unknown_options(data, clf, params, message):
+    X, y = data
+    with pytest.raises(ValueError, match=message):
+        clone(clf).set_params(**params).fit(X, y)
+
+
+def test_predict_before_fit():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        TauNormClassifier().predict(np.zeros((2, 3)))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda")])
+def test_cuda_asked_for_and_absent(data, device):
+    X, y = data
+    with pytest.raises(
+        ValueError, match="asks for CUDA.*device='auto' or device='cpu'"
+    ):
+        JointClassifier(device=device).fit(X, y)
+
+
+def test_cuda_device_index_out_of_range():
+    count = torch.cuda.device_count()
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA here: covered by test_cuda_asked_for_and_absent")
+    with pytest.raises(ValueError, match=f"only {count} CUDA device"):
+        resolve_device(f"cuda:{count}")
+
+
+@pytest.mark.parametrize("device", ["gpu", "tpu:0", 3])
+def test_device_that_is_not_one(device):
+    with pytest.raises(ValueError, match="device"):
+        resolve_device(device)
+
+
+def test_device_is_resolved_in_fit_not_in_the_parameter(data):
+    X, y = data
+    clf = JointClassifier(epochs=1).fit(X, y)
+    assert clf.device == "auto"
+    assert clf.device_ == ("cuda" if torch.cuda.is_available() else "cpu")
