@@ -13,6 +13,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+# Small training sets would get one SGD step per epoch at the usual batch
+# sizes (cRT on 417 digits: 10 steps in all, underfit); batches shrink so that
+# an epoch has at least this many steps.
+MIN_STEPS_PER_EPOCH = 16
+
 # Share of the free accelerator memory that resident training features may use;
 # the rest is left to the parameters, the activations and other processes.
 _DEVICE_MEMORY_SHARE = 0.5
@@ -233,6 +238,12 @@ def torch_generator(rng):
     return torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
 
 
+def effective_batch_size(batch_size, n_samples):
+    """The batch size used: at most ``batch_size``, and small enough that an
+    epoch has ``MIN_STEPS_PER_EPOCH`` steps when there are enough samples."""
+    return max(1, min(batch_size, math.ceil(n_samples / MIN_STEPS_PER_EPOCH)))
+
+
 def train_minibatch(
     param_groups,
     loss_fn,
@@ -250,7 +261,8 @@ def train_minibatch(
 ):
     """Minimise ``loss_fn`` with minibatch SGD and a cosine schedule to 0.
 
-    An epoch is ``ceil(n_samples / batch_size)`` steps whatever the sampler.
+    An epoch is ``ceil(n_samples / batch_size)`` steps whatever the sampler,
+    with the batch size of :func:`effective_batch_size`.
 
     Parameters
     ----------
@@ -279,6 +291,7 @@ def train_minibatch(
     optimizer = torch.optim.SGD(
         param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay
     )
+    batch_size = effective_batch_size(batch_size, data.n_samples)
     steps_per_epoch = math.ceil(data.n_samples / batch_size)
     total_steps = max(1, epochs * steps_per_epoch)
     schedule = torch.optim.lr_scheduler.LambdaLR(

@@ -13,7 +13,8 @@ epochs : int, default=%(epochs)s
     batch_size)`` SGD steps whatever the sampling strategy.
 
 batch_size : int, default=%(batch_size)s
-    Samples per SGD step; a batch is never larger than the training set.
+    Samples per SGD step. On small training sets the batch shrinks to
+    ``ceil(n_samples / 16)`` so that an epoch still has 16 steps.
 
 lr : float, default=%(lr)s
     Initial learning rate, decayed to 0 along a cosine schedule. It is given

@@ -1,0 +1,104 @@
+"""Long-tailed subsets of balanced labelled sets (METHODS.md)."""
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.utils import check_random_state
+
+
+def long_tailed_counts(n_classes, n_max, imbalance_ratio, profile="exp"):
+    """Samples per class of a long-tailed profile, from ``n_max`` down.
+
+    ``"exp"``: n_j = int(n_max * ratio^(-j / (C - 1))) (CIFAR-LT); ``"step"``:
+    the first half of the classes keep n_max, the rest n_max / ratio.
+    """
+    if imbalance_ratio < 1:
+        raise ValueError(f"imbalance_ratio must be >= 1; got {imbalance_ratio}.")
+    j = np.arange(n_classes)
+    if profile == "exp":
+        return (n_max * imbalance_ratio ** (-j / max(1, n_classes - 1))).astype(int)
+    if profile == "step":
+        return np.where(j < n_classes // 2, n_max, int(n_max / imbalance_ratio))
+    raise ValueError(f"profile must be 'exp' or 'step'; got {profile!r}.")
+
+
+def make_long_tailed(
+    y, *, imbalance_ratio, profile="exp", max_per_class=None, random_state=None
+):
+    """Indices of a long-tailed subset of a labelled set.
+
+    Class j (in sorted label order) keeps ``n_max * ratio^(-j / (C - 1))``
+    samples, the CIFAR-LT profile.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,)
+    imbalance_ratio : float
+        Largest over smallest class size, >= 1.
+    profile : {"exp", "step"}, default="exp"
+    max_per_class : int, default=None
+        n_max; None takes the size of the first class.
+    random_state : int, RandomState instance or None, default=None
+        None keeps the first samples of each class in data order (as the
+        reference CIFAR-LT builders do); otherwise a random subset.
+
+    Returns
+    -------
+    indices : ndarray of int
+        Sorted indices into ``y``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skltr.datasets import make_long_tailed
+    >>> y = np.repeat(np.arange(100), 500)
+    >>> len(make_long_tailed(y, imbalance_ratio=100))
+    10847
+    """
+    y = np.asarray(y)
+    classes = np.unique(y)
+    members = [np.flatnonzero(y == label) for label in classes]
+    n_max = len(members[0]) if max_per_class is None else int(max_per_class)
+    counts = long_tailed_counts(len(classes), n_max, imbalance_ratio, profile)
+    rng = None if random_state is None else check_random_state(random_state)
+    kept = []
+    for label, rows, count in zip(classes, members, counts, strict=True):
+        if count > len(rows):
+            raise ValueError(
+                f"Class {label!r} has {len(rows)} samples, but the profile asks "
+                f"for {count}; lower max_per_class or the imbalance ratio."
+            )
+        kept.append(
+            rows[:count] if rng is None else rng.choice(rows, count, replace=False)
+        )
+    return np.sort(np.concatenate(kept))
+
+
+def load_digits_lt(*, imbalance_ratio=10, test_per_class=50, random_state=0):
+    """scikit-learn's bundled digits, long-tailed on the training side.
+
+    The first ``test_per_class`` images of each digit (after a seeded shuffle)
+    form a balanced test set; the rest are cut to the exponential profile with
+    n_max the smallest remaining class size (about 125).
+
+    Returns
+    -------
+    X_train, X_test, y_train, y_test : ndarray
+        8x8 images as 64 pixel features in [0, 16], and digit labels.
+
+    Examples
+    --------
+    >>> from skltr.datasets import load_digits_lt
+    >>> X_train, X_test, y_train, y_test = load_digits_lt(imbalance_ratio=10)
+    >>> X_test.shape
+    (500, 64)
+    """
+    X, y = load_digits(return_X_y=True)
+    order = check_random_state(random_state).permutation(len(y))
+    X, y = X[order], y[order]
+    test = np.concatenate([np.flatnonzero(y == d)[:test_per_class] for d in range(10)])
+    rest = np.setdiff1d(np.arange(len(y)), test)
+    n_max = np.bincount(y[rest]).min()
+    train = rest[
+        make_long_tailed(y[rest], imbalance_ratio=imbalance_ratio, max_per_class=n_max)
+    ]
+    return X[train], X[np.sort(test)], y[train], y[np.sort(test)]
