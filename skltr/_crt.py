@@ -74,7 +74,7 @@ default="class"
     ...                            weights=[0.8, 0.15, 0.05], random_state=0)
     >>> clf = CRTClassifier(device="cpu", random_state=0).fit(X, y)
     >>> clf.class_counts_.tolist()
-    [239, 45, 16]
+    [240, 45, 15]
     """
 
     _parameter_constraints: dict = {
