@@ -252,7 +252,6 @@ def train_minibatch(
     *,
     epochs,
     batch_size,
-    lr,
     momentum,
     weight_decay,
     epoch_end=None,
@@ -267,15 +266,14 @@ def train_minibatch(
     Parameters
     ----------
     param_groups : list of dict
-        As for :class:`torch.optim.SGD`; a group's own ``lr`` and
-        ``weight_decay`` override the defaults below.
+        As for :class:`torch.optim.SGD`; every group names its own ``lr``.
     loss_fn : callable
         ``loss_fn(features, labels)`` returns a scalar tensor.
     data : DeviceFeatures
     sampler : object with ``epoch_indices(epoch)``
         Returns the ``n_samples`` row indices of one epoch, in order.
-    epochs, batch_size, lr, momentum, weight_decay
-        The SGD settings; the learning rate decays from ``lr`` to 0 along a
+    epochs, batch_size, momentum, weight_decay
+        The SGD settings; each group's learning rate decays to 0 along a
         cosine over all steps.
     epoch_end : callable, optional
         Called as ``epoch_end(epoch)`` after each epoch; training stops early
@@ -289,7 +287,7 @@ def train_minibatch(
         The mean training loss of each epoch run.
     """
     optimizer = torch.optim.SGD(
-        param_groups, lr=lr, momentum=momentum, weight_decay=weight_decay
+        param_groups, momentum=momentum, weight_decay=weight_decay
     )
     batch_size = effective_batch_size(batch_size, data.n_samples)
     steps_per_epoch = math.ceil(data.n_samples / batch_size)

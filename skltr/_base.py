@@ -238,6 +238,25 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         return device, np.random.default_rng(seed)
 
+    def _train(self, param_groups, loss, data, sampler, *, epoch_end=None):
+        """Run the training loop with this estimator's settings; set ``loss_curve_``.
+
+        Each parameter group names its own ``lr``.
+        """
+        self.loss_curve_ = train_minibatch(
+            param_groups,
+            loss,
+            data,
+            sampler,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            epoch_end=epoch_end,
+            verbose=self.verbose,
+            desc=type(self).__name__,
+        )
+
     def _train_linear_layer(
         self,
         data,
@@ -295,25 +314,18 @@ class BaseTrainedClassifier(BaseLinearClassifier):
                 layer(features), labels, label_smoothing=label_smoothing
             )
 
-        self.loss_curve_ = train_minibatch(
+        self._train(
             [
                 {
                     "params": [layer.weight],
                     "lr": feature_scaled_lr(lr, mean_squared_norm),
                 },
-                {"params": [layer.bias]},
+                {"params": [layer.bias], "lr": lr},
             ],
             loss,
             data,
             make_sampler(sampling, y, n_classes, epochs=self.epochs, rng=rng),
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
             epoch_end=None if epoch_end is None else (lambda e: epoch_end(layer, e)),
-            verbose=self.verbose,
-            desc=type(self).__name__,
         )
         return layer
 

@@ -11,7 +11,7 @@ from numbers import Real
 import numpy as np
 import torch
 
-from ._backend import feature_scaled_lr, train_minibatch
+from ._backend import feature_scaled_lr
 from ._base import to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
@@ -136,18 +136,11 @@ default="class"
                 scales * (features @ coef.T + intercept), labels
             )
 
-        self.loss_curve_ = train_minibatch(
+        self._train(
             [{"params": [scales], "lr": feature_scaled_lr(self.lr, squared_logit)}],
             loss,
             data,
             make_sampler(sampling, y, len(self.classes_), epochs=self.epochs, rng=rng),
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            verbose=self.verbose,
-            desc=type(self).__name__,
         )
         self.scales_ = to_numpy(scales)
         self.coef_ = self.scales_[:, None] * self.joint_coef_

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
 
-from ._backend import feature_scaled_lr, iter_row_chunks, train_minibatch
+from ._backend import feature_scaled_lr, iter_row_chunks
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE
 from ._rebalance import BaseRebalancer
@@ -199,19 +199,12 @@ class TauNormClassifier(BaseRebalancer):
                 float(torch.square(log_norms * (features @ coef.T)).sum())
                 for features, _ in data.iter_all()
             )
-        self.loss_curve_ = train_minibatch(
+        self._train(
             [{"params": [tau], "lr": feature_scaled_lr(self.lr, squared / len(y))}],
             lambda features, labels: torch.nn.functional.cross_entropy(
                 logits(features), labels
             ),
             data,
             make_sampler("class", y, len(self.classes_), epochs=self.epochs, rng=rng),
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            verbose=self.verbose,
-            desc=type(self).__name__,
         )
         return float(tau.detach().cpu())
