@@ -182,14 +182,16 @@ class BaseLinearClassifier(BaseLongTailClassifier):
     """
 
     def _preprocess(self, X):
-        """Rows as the linear head sees them: float32, standardised if fitted so."""
-        X = X.astype(np.float32, copy=False)
+        """Rows as the linear head sees them: standardised if fitted so."""
         if self.feature_mean_ is not None:
             X = (X - self.feature_mean_) / self.feature_scale_
         return X
 
     def _scores(self, X):
-        return self._preprocess(X) @ self.coef_.T + self.intercept_
+        # In float64: a float32 product's rounding depends on how many rows BLAS
+        # sees at once, and a row's prediction must not depend on its neighbours.
+        X = self._preprocess(X.astype(np.float64, copy=False))
+        return X @ self.coef_.T.astype(np.float64) + self.intercept_
 
 
 def standardisation(X):
