@@ -6,6 +6,7 @@ Long-Tailed Recognition", ICLR 2020; Han et al., "Logits Retargeting").
 """
 
 from ._crt import CRTClassifier
+from ._extractor import FeatureExtractor
 from ._joint import JointClassifier
 from ._lort import LORTClassifier
 from ._lws import LWSClassifier
@@ -16,6 +17,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "CRTClassifier",
+    "FeatureExtractor",
     "JointClassifier",
     "LORTClassifier",
     "LWSClassifier",

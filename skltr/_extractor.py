@@ -1,0 +1,635 @@
+"""FeatureExtractor: a frozen backbone as a scikit-learn transformer."""
+
+import hashlib
+import os
+import warnings
+from contextlib import nullcontext
+from numbers import Integral
+
+import joblib
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
+
+from ._backbones import FeatureNetwork, build_backbone
+from ._backend import resolve_device
+from ._feature_cache import SHARD_ROWS, FeatureCache
+from ._images import ImageSource, PreprocessedImages
+
+# Bumped when a change in skltr would change the features of a cached
+# configuration, so old cache entries are not reused.
+_CACHE_FORMAT = 1
+
+_AUTOCAST_DTYPES = {
+    "float32": None,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+class FeatureExtractor(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
+    """Features of images from a frozen timm, torchvision or PyTorch backbone.
+
+    The first step of a long-tail pipeline: images in, one feature vector per
+    image out (the backbone's pooled pre-logits feature), ready for any skltr
+    classifier. The network is frozen (eval mode, no gradients) and runs batched
+    under ``torch.inference_mode``, on the GPU when there is one.
+
+    Parameters
+    ----------
+    model : str or torch.nn.Module, default="resnet50"
+        The backbone. A name is timm's (``"resnet50"``,
+        ``"vit_base_patch16_224"``, ``"convnext_tiny.fb_in22k"``: any name of
+        ``timm.list_models()``, optionally with its pretrained tag), or
+        torchvision's with the prefix ``"torchvision/"``
+        (``"torchvision/resnet50"``), or one of skltr's CIFAR ResNets
+        (``"cifar_resnet20"``, ``"cifar_resnet32"``, ``"cifar_resnet44"``,
+        ``"cifar_resnet56"``; see :mod:`skltr.models`). ``"timm/"`` and
+        ``"skltr/"`` prefixes are accepted too. A module is used as it is: its
+        output is the feature (copied, never modified).
+
+        The default, timm's ResNet-50 (``resnet50.a1_in1k``, 80.4% ImageNet
+        top-1, 2,048-d features), is the backbone of the decoupling paper's
+        ImageNet-LT and iNaturalist tables, the most widely used transfer
+        backbone, and fast enough to extract on a CPU when there is no GPU.
+
+    pretrained : bool, default=True
+        Load the model's published weights. They are read from the library's
+        usual cache (Hugging Face's for timm, ``torch.hub``'s for torchvision
+        and skltr), and downloaded there when the network allows. When neither
+        is possible the error says where to put a local file. ``False`` gives
+        random weights. Ignored for a module.
+
+    weights : str or path, default=None
+        A local weights file for the model: safetensors, or a PyTorch state
+        dict (read with ``torch.load(weights_only=True)``, which never
+        unpickles arbitrary objects). A nested checkpoint (``{"state_dict":
+        ...}``) is unwrapped and ``module.`` prefixes are stripped. Every
+        parameter except the classifier head must match. Takes precedence over
+        ``pretrained``.
+
+    layer : str, default=None
+        Take the feature from this module (a name of
+        ``network.named_modules()``) instead of the pre-logits. A 4-d output
+        is averaged over its spatial positions; any other is flattened.
+
+    preprocess : callable, default=None
+        Image to (C, H, W) tensor. ``None`` uses the model's own evaluation
+        transform (timm's data config, torchvision's ``weights.transforms()``,
+        the CIFAR normalisation); for a module, pixels scaled to [0, 1] only.
+        It receives an RGB PIL image, or a float (3, H, W) tensor for float
+        inputs. ``torch.nn.Identity()`` takes float tensors as already
+        preprocessed.
+
+    n_views : int, default=1
+        Feature rows per image in :meth:`transform_views`: the plain view and
+        ``n_views - 1`` augmented views. This is the cheap stand-in for the
+        image augmentation of the reference stage-2 training. ``transform``
+        always returns one plain row per image.
+
+    augmentation : callable, default=None
+        Image to (C, H, W) tensor, random, for the augmented views. ``None``
+        uses a random resized crop and horizontal flip at the model's input
+        size and normalisation (random 32-pixel crop with 4-pixel padding and
+        flip for the CIFAR ResNets). Required for a module when
+        ``n_views > 1``.
+
+    batch_size : int, default=64
+        Images per forward pass. On CUDA out-of-memory the batch is halved
+        (with a warning) and extraction goes on.
+
+    precision : {"float32", "bfloat16", "float16"}, default="float32"
+        Autocast dtype of the forward pass. The features are returned as
+        float32 whatever it is.
+
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+        Where the network runs; ``"auto"`` takes CUDA when PyTorch sees a GPU.
+
+    num_workers : int or "auto", default="auto"
+        Processes reading and preprocessing images for the ``DataLoader``.
+        ``"auto"`` uses up to 8 (one less than the CPUs) when there is more
+        than one batch, else reads in the main process.
+
+    memory : str, path or joblib.Memory, default=None
+        Directory where features are cached, keyed by the backbone, its
+        weights, the layer, the preprocessing, the precision and each image's
+        content (for a file: its path, size and modification time). The same
+        image through the same configuration is computed once, across calls,
+        folds of a grid search and processes. Entries are written atomically.
+        A custom ``preprocess`` function is identified by its name: change the
+        directory when you change its code.
+
+    verbose : int, default=1
+        Show a progress bar on extractions that take more than two seconds.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds the augmented views. Each view of an image draws from its own
+        seed, derived from this and the image's content, so the views do not
+        depend on batch size, workers or order. With ``None`` the views differ
+        on every call and are not cached.
+
+    Attributes
+    ----------
+    n_features_out_ : int
+        Length of a feature vector.
+
+    backbone_name_ : str
+        The backbone that was built, ``"<source>/<name>"`` (timm names carry
+        their pretrained tag) or the module's class name.
+
+    weights_ : str
+        Where the weights came from: a file path, ``"random"`` or ``"module's
+        own"``.
+
+    weights_digest_ : str
+        Digest of the network's parameters and buffers. An unpickled extractor
+        rebuilds its network on first use and checks this digest.
+
+    preprocess_ : callable
+        The evaluation transform in use.
+
+    augmentation_ : callable or None
+        The transform of the augmented views.
+
+    device_ : str
+        The device the network runs on.
+
+    See Also
+    --------
+    skltr.TauNormClassifier : a classifier for the features.
+    skltr.models : skltr's own backbones.
+
+    Notes
+    -----
+    Pickling a fitted extractor does not pickle the network of a named model:
+    it is rebuilt from ``model``, ``pretrained`` and ``weights`` on first use,
+    so a pickle is a few kilobytes and loads on a machine without a GPU. A
+    module given as ``model`` is a parameter, and is pickled with it.
+
+    In a scikit-learn ``Pipeline`` a step cannot change the number of rows, so
+    augmented views do not fit there: call :meth:`fit_transform_views` for the
+    training features, fit the classifier on them, and put the fitted
+    extractor and classifier together for prediction (``fit_transform`` with
+    ``n_views > 1`` raises rather than silently drop the views).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skltr import FeatureExtractor
+    >>> images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3),
+    ...                                            dtype=np.uint8)
+    >>> extractor = FeatureExtractor("cifar_resnet20", pretrained=False,
+    ...                              device="cpu", verbose=0)
+    >>> extractor.fit_transform(images).shape
+    (8, 64)
+    >>> extractor.set_params(n_views=3, random_state=0)
+    FeatureExtractor(...)
+    >>> X_views, y_views = extractor.transform_views(images, np.arange(8))
+    >>> X_views.shape, y_views[:6]
+    ((24, 64), array([0, 0, 0, 1, 1, 1]))
+    """
+
+    _parameter_constraints: dict = {
+        "model": [str, torch.nn.Module],
+        "pretrained": ["boolean"],
+        "weights": [str, os.PathLike, None],
+        "layer": [str, None],
+        "preprocess": [callable, None],
+        "n_views": [Interval(Integral, 1, None, closed="left")],
+        "augmentation": [callable, None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "precision": [StrOptions(set(_AUTOCAST_DTYPES))],
+        "device": [str, torch.device],
+        "num_workers": [
+            Interval(Integral, 0, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "memory": [str, os.PathLike, joblib.Memory, None],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        model="resnet50",
+        *,
+        pretrained=True,
+        weights=None,
+        layer=None,
+        preprocess=None,
+        n_views=1,
+        augmentation=None,
+        batch_size=64,
+        precision="float32",
+        device="auto",
+        num_workers="auto",
+        memory=None,
+        verbose=1,
+        random_state=None,
+    ):
+        self.model = model
+        self.pretrained = pretrained
+        self.weights = weights
+        self.layer = layer
+        self.preprocess = preprocess
+        self.n_views = n_views
+        self.augmentation = augmentation
+        self.batch_size = batch_size
+        self.precision = precision
+        self.device = device
+        self.num_workers = num_workers
+        self.memory = memory
+        self.verbose = verbose
+        self.random_state = random_state
+
+    # -- fitting -------------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Build the backbone and check that it takes these images.
+
+        Nothing is learned from ``X``: the network is loaded with its weights
+        and one image is passed through it to size the output.
+
+        Parameters
+        ----------
+        X : sequence of paths or PIL images, array, tensor or Dataset
+            Images, in any form :meth:`transform` takes.
+        y : ignored
+
+        Returns
+        -------
+        self : FeatureExtractor
+        """
+        device = resolve_device(self.device)
+        backbone = build_backbone(
+            self.model, pretrained=self.pretrained, weights=self.weights
+        )
+        network = FeatureNetwork(backbone.network, self.layer)
+        self.backbone_name_ = backbone.name
+        self.weights_ = backbone.weights
+        self.weights_digest_ = _state_digest(network)
+        self.preprocess_ = (
+            self.preprocess if self.preprocess is not None else backbone.eval_transform
+        )
+        self.augmentation_ = (
+            self.augmentation
+            if self.augmentation is not None
+            else backbone.train_transform
+        )
+        self._network = network.to(device)
+        self.device_ = str(device)
+        source = self._image_source(X)
+        first = next(
+            self._compute(source, [0], self.preprocess_, None, progress=False)
+        )[1]
+        self.n_features_out_ = first.shape[1]
+        return self
+
+    @property
+    def _n_features_out(self):
+        return self.n_features_out_
+
+    def fit_transform(self, X, y=None):
+        """Fit, then return one feature row per image.
+
+        Parameters
+        ----------
+        X : sequence of paths or PIL images, array, tensor or Dataset
+        y : ignored
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        if self.n_views > 1:
+            raise ValueError(
+                f"n_views={self.n_views}: fit_transform returns one row per "
+                "image, because a scikit-learn Pipeline cannot repeat the labels "
+                "for extra rows. Use fit_transform_views(X, y) for the training "
+                "features with their labels, or n_views=1 in a Pipeline."
+            )
+        return self.fit(X, y).transform(X)
+
+    def fit_transform_views(self, X, y=None):
+        """Fit, then return ``n_views`` feature rows per image and their labels.
+
+        See :meth:`transform_views`.
+        """
+        return self.fit(X, y).transform_views(X, y)
+
+    # -- transforming --------------------------------------------------------
+
+    def transform(self, X):
+        """One feature row per image, from the plain (evaluation) view.
+
+        Parameters
+        ----------
+        X : sequence of paths or PIL images, array, tensor or Dataset
+            File paths (any format PIL reads) or PIL images; a uint8 array
+            (n_samples, height, width, channels) or (n_samples, height, width);
+            a float array or tensor (n_samples, channels, height, width) in
+            [0, 1]; or a map-style ``torch.utils.data.Dataset`` yielding any of
+            those per item, or (image, label) pairs. Grayscale and RGBA images
+            become RGB.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self)
+        return self._extract(self._image_source(X), view=0)
+
+    def transform_views(self, X, y=None):
+        """``n_views`` feature rows per image: the plain view, then augmented ones.
+
+        Rows ``i * n_views`` to ``i * n_views + n_views - 1`` belong to image
+        ``i``; the first of them is ``transform``'s row. Keep an image's views
+        in one fold when cross-validating on them:
+        ``groups = np.repeat(np.arange(n_samples), n_views)``.
+
+        Parameters
+        ----------
+        X : sequence of paths or PIL images, array, tensor or Dataset
+        y : array-like of shape (n_samples,), default=None
+            Labels, repeated to match the rows.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples * n_views, n_features_out_)
+        y_views : ndarray of shape (n_samples * n_views,) or None
+        """
+        check_is_fitted(self)
+        source = self._image_source(X)
+        if y is not None:
+            y = np.asarray(y)
+            if len(y) != len(source):
+                raise ValueError(
+                    f"Got {len(source)} images and {len(y)} labels; they must match."
+                )
+        if self.n_views > 1 and self.augmentation_ is None:
+            raise ValueError(
+                f"n_views={self.n_views} needs an augmentation, and a module has "
+                "no default one: pass augmentation=<image -> tensor callable>."
+            )
+        views = [self._extract(source, view=v) for v in range(self.n_views)]
+        features = np.stack(views, axis=1).reshape(-1, self.n_features_out_)
+        y_views = None if y is None else np.repeat(y, self.n_views, axis=0)
+        return features, y_views
+
+    def _image_source(self, X):
+        return ImageSource(X, check_range=self.preprocess is None)
+
+    # -- the network ---------------------------------------------------------
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_network", None)
+        return state
+
+    def _loaded_network(self):
+        """The network, rebuilt on first use after unpickling."""
+        network = getattr(self, "_network", None)
+        if network is not None:
+            return network
+        device = resolve_device(self.device)
+        backbone = build_backbone(
+            self.model, pretrained=self.pretrained, weights=self.weights
+        )
+        network = FeatureNetwork(backbone.network, self.layer)
+        if _state_digest(network) != self.weights_digest_:
+            raise ValueError(
+                f"The weights of {self.backbone_name_} ({backbone.weights}) differ "
+                "from those this extractor was fitted with; features would not "
+                "match the ones a downstream model was trained on. Restore the "
+                "original weights file, or refit."
+            )
+        self._network = network.to(device)
+        self.device_ = str(device)
+        return self._network
+
+    # -- extraction ----------------------------------------------------------
+
+    def _extract(self, source, *, view):
+        """Features of every image in ``source`` for one view, through the cache."""
+        transform = self.preprocess_ if view == 0 else self.augmentation_
+        n_images = len(source)
+        cache = self._cache(view)
+        seeds = self._view_seeds(source, view)
+        if cache is None:
+            return np.concatenate(
+                [
+                    rows
+                    for _, rows in self._compute(
+                        source, range(n_images), transform, seeds
+                    )
+                ]
+            )
+        keys = [self._entry_key(source.key(i), view) for i in range(n_images)]
+        found = cache.lookup(keys)
+        features = np.empty((n_images, self.n_features_out_), dtype=np.float32)
+        for position, row in found.items():
+            features[position] = row
+        missing = [i for i in range(n_images) if i not in found]
+        pending_positions, pending_rows = [], []
+        for positions, rows in self._compute(source, missing, transform, seeds):
+            features[positions] = rows
+            pending_positions.extend(positions)
+            pending_rows.append(rows)
+            if len(pending_positions) >= SHARD_ROWS:
+                cache.store(
+                    [keys[p] for p in pending_positions], np.concatenate(pending_rows)
+                )
+                pending_positions, pending_rows = [], []
+        if pending_positions:
+            cache.store(
+                [keys[p] for p in pending_positions], np.concatenate(pending_rows)
+            )
+        return features
+
+    def _view_seeds(self, source, view):
+        """One seed per image for an augmented view; None for the plain view.
+
+        With an int ``random_state`` an image's seed depends only on it, the
+        view and the image's content, so views are reproducible and cacheable.
+        """
+        if view == 0:
+            return None
+        if not isinstance(self.random_state, Integral):
+            rng = np.random.default_rng(
+                np.random.RandomState(self.random_state).randint(2**31)
+                if self.random_state is not None
+                else None
+            )
+            return rng.integers(2**31, size=len(source))
+        return np.array(
+            [
+                int.from_bytes(self._entry_key(source.key(i), view)[:4], "little")
+                for i in range(len(source))
+            ]
+        )
+
+    def _cache(self, view):
+        memory = self.memory
+        if isinstance(memory, joblib.Memory):
+            memory = memory.location
+        if memory is None or (view > 0 and not isinstance(self.random_state, Integral)):
+            return None
+        transform = self.preprocess_ if view == 0 else self.augmentation_
+        identity = "|".join(
+            [
+                str(_CACHE_FORMAT),
+                self.backbone_name_,
+                self.weights_digest_,
+                str(self.layer),
+                self.precision,
+                _transform_identity(transform),
+            ]
+        )
+        namespace = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+        return FeatureCache(memory, namespace)
+
+    def _entry_key(self, image_key, view):
+        """The cache key of one view of one image."""
+        if view == 0:
+            return image_key
+        return hashlib.blake2b(
+            image_key + f"view{view}:seed{self.random_state}".encode(), digest_size=16
+        ).digest()
+
+    def _compute(self, source, indices, transform, seeds, *, progress=True):
+        """Yield (positions, features) per batch for the images at ``indices``."""
+        indices = list(indices)
+        if not indices:
+            return
+        network = self._loaded_network()
+        device = torch.device(self.device_)
+        dataset = PreprocessedImages(
+            source, indices, transform, None if seeds is None else seeds[indices]
+        )
+        workers = self.num_workers
+        if workers == "auto":
+            workers = (
+                0
+                if len(indices) <= self.batch_size
+                else min(8, (os.cpu_count() or 1) - 1)
+            )
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            collate_fn=_stack_images,
+        )
+        autocast_dtype = _AUTOCAST_DTYPES[self.precision]
+        chunk = self.batch_size
+        start = 0
+        with tqdm(
+            total=len(indices),
+            disable=not (self.verbose and progress),
+            delay=2,
+            unit="image",
+            desc=type(self).__name__,
+        ) as bar:
+            for batch in loader:
+                batch = batch.to(device, non_blocking=True)
+                rows, chunk = _forward_in_chunks(network, batch, chunk, autocast_dtype)
+                yield indices[start : start + len(batch)], rows
+                start += len(batch)
+                bar.update(len(batch))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Images, not a 2-d feature matrix: file paths, PIL images, 4-d arrays.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []
+        tags.non_deterministic = True
+        return tags
+
+
+def _forward_in_chunks(network, batch, chunk, autocast_dtype):
+    """Run ``batch`` through the network ``chunk`` images at a time.
+
+    On CUDA out-of-memory the chunk is halved and the same images are tried
+    again. Returns the float32 features and the chunk size that worked.
+    """
+    outputs = []
+    start = 0
+    while start < len(batch):
+        try:
+            with (
+                torch.inference_mode(),
+                (
+                    torch.autocast(batch.device.type, dtype=autocast_dtype)
+                    if autocast_dtype is not None
+                    else nullcontext()
+                ),
+            ):
+                output = network(batch[start : start + chunk])
+        except torch.cuda.OutOfMemoryError:
+            if chunk == 1:
+                raise
+            chunk = max(1, chunk // 2)
+            torch.cuda.empty_cache()
+            warnings.warn(
+                f"CUDA ran out of memory; going on with batches of {chunk} images.",
+                stacklevel=4,
+            )
+            continue
+        outputs.append(output.float().cpu().numpy())
+        start += chunk
+    return np.concatenate(outputs), chunk
+
+
+def _stack_images(images):
+    for image in images:
+        if not isinstance(image, torch.Tensor) or image.ndim != 3:
+            raise ValueError(
+                "preprocess must turn an image into a (channels, height, width) "
+                f"tensor; it returned {type(image).__name__}"
+                f"{tuple(image.shape) if hasattr(image, 'shape') else ''}."
+            )
+    shapes = {tuple(image.shape) for image in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"Preprocessed images have different shapes {sorted(shapes)[:3]}; a "
+            "batch needs one shape. Pass a preprocess that resizes and crops "
+            "them to one size."
+        )
+    return torch.stack(images)
+
+
+def _state_digest(network):
+    """Digest of a network's parameters and buffers (names, dtypes, values)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(network.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tensor.dtype}:{tensor.numel()}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _transform_identity(transform):
+    """A stable description of a transform for the cache key.
+
+    The repr of torchvision and timm transforms lists every setting; objects
+    whose repr is only an address are identified by class or function name.
+    """
+    text = repr(transform)
+    if " at 0x" in text:
+        kind = type(transform)
+        text = (
+            f"{kind.__module__}.{getattr(transform, '__qualname__', kind.__qualname__)}"
+        )
+    return text

@@ -1,0 +1,82 @@
+"""A directory of computed features, keyed by image content.
+
+Each entry is one image (or one augmented view of it) through one backbone
+configuration, so features are shared between calls that overlap: the
+training folds of a cross-validation, the final refit, the test set. Entries
+are stored in shards (``.npz`` files holding keys and features), each written
+to a temporary file and renamed into place, so a run that is interrupted never
+leaves a partial shard behind; a shard that cannot be read is skipped with a
+warning and its images are computed again.
+"""
+
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+# Rows held before a shard is written: an interrupted run loses at most this
+# many images' work, and a shard of 2048-d float32 features stays near 32 MB.
+SHARD_ROWS = 4096
+
+
+class FeatureCache:
+    """Features of one backbone configuration under ``root / namespace``."""
+
+    def __init__(self, root, namespace):
+        self.directory = Path(root) / "skltr-features" / namespace
+
+    def lookup(self, keys):
+        """Features of the cached ``keys``.
+
+        Returns
+        -------
+        found : dict
+            Position in ``keys`` -> feature row, for every key in the cache.
+        """
+        wanted = {key: position for position, key in enumerate(keys)}
+        found = {}
+        if not self.directory.is_dir():
+            return found
+        for shard in sorted(self.directory.glob("*.npz")):
+            try:
+                with np.load(shard) as data:
+                    shard_keys = data["keys"]
+                    rows = [
+                        (row, wanted[key.tobytes()])
+                        for row, key in enumerate(shard_keys)
+                        if key.tobytes() in wanted
+                    ]
+                    if not rows:
+                        continue
+                    features = data["features"]
+            except Exception as exc:  # a damaged file of any kind
+                warnings.warn(
+                    f"Skipping unreadable feature cache file {shard} ({exc}); its "
+                    "images are computed again. Delete the file to silence this.",
+                    stacklevel=3,
+                )
+                continue
+            for row, position in rows:
+                found[position] = features[row]
+        return found
+
+    def store(self, keys, features):
+        """Write one shard atomically: a temporary file, then a rename."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex
+        temporary = self.directory / f"{name}.tmp"
+        try:
+            with open(temporary, "wb") as file:
+                np.savez(
+                    file,
+                    keys=np.frombuffer(b"".join(keys), np.uint8).reshape(len(keys), -1),
+                    features=np.asarray(features, dtype=np.float32),
+                )
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.directory / f"{name}.npz")
+        finally:
+            if temporary.exists():
+                temporary.unlink()
