@@ -509,20 +509,26 @@ class FeatureNetwork(nn.Module):
                     "those of network.named_modules()."
                 )
             modules[layer].register_forward_hook(self._capture)
+        self._capturing = False
 
     def _capture(self, module, inputs, output):
-        raise _LayerReached(output)
+        # Only inside forward: the wrapped network still runs whole on its own.
+        if self._capturing:
+            raise _LayerReached(output)
 
     def forward(self, x):
         if self.layer is None:
             output = self.network(x)
         else:
+            self._capturing = True
             try:
                 self.network(x)
             except _LayerReached as reached:
                 output = reached.args[0]
             else:  # pragma: no cover - the hooked layer always runs
                 raise RuntimeError(f"Layer {self.layer!r} did not run.")
+            finally:
+                self._capturing = False
         if isinstance(output, tuple | list):
             output = output[0]
         if output.ndim == 4:

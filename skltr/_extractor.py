@@ -393,7 +393,8 @@ class FeatureExtractor(
     # -- the network ---------------------------------------------------------
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: on Python 3.11+ object.__getstate__ returns __dict__ itself.
+        state = dict(super().__getstate__())
         state.pop("_network", None)
         return state
 
@@ -584,7 +585,7 @@ def _forward_in_chunks(network, batch, chunk, autocast_dtype):
             torch.cuda.empty_cache()
             warnings.warn(
                 f"CUDA ran out of memory; going on with batches of {chunk} images.",
-                stacklevel=4,
+                stacklevel=2,
             )
             continue
         outputs.append(output.float().cpu().numpy())

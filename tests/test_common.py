@@ -1,10 +1,15 @@
-"""scikit-learn's estimator checks over every public classifier."""
+"""scikit-learn's estimator checks over every public estimator."""
 
+import joblib
+import numpy as np
 import pytest
+from sklearn.base import clone
+from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skltr import (
     CRTClassifier,
+    FeatureExtractor,
     JointClassifier,
     LORTClassifier,
     LWSClassifier,
@@ -35,7 +40,46 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+# FeatureExtractor takes images, so it declares ``two_d_array=False`` and
+# scikit-learn's data checks skip it (they only feed 2-d feature matrices). The
+# checks that need no data run here; their data-dependent counterparts (fit
+# returns self and leaves parameters alone, pickling, the unfitted error,
+# set_output) run on images below and in test_extractor.py.
+EXTRACTOR = FeatureExtractor(
+    "cifar_resnet20", pretrained=False, device="cpu", verbose=0
+)
+DATA_FREE_CHECKS = [
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_estimator_tags_renamed",
+    "check_valid_tag_types",
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_get_params_invariance",
+    "check_set_params",
+]
+
+
+@pytest.mark.parametrize("check", DATA_FREE_CHECKS)
+def test_feature_extractor_api(check):
+    getattr(estimator_checks, check)(type(EXTRACTOR).__name__, EXTRACTOR)
+
+
+def test_feature_extractor_fit_returns_self_and_keeps_parameters():
+    images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), np.uint8)
+    extractor = clone(EXTRACTOR)
+    before = joblib.hash(extractor.get_params())
+    assert extractor.fit(images) is extractor
+    assert joblib.hash(extractor.get_params()) == before
+    assert not any(
+        name.endswith("_") and not name.startswith("_")
+        for name in vars(clone(extractor))
+    )
+
+
+@pytest.mark.parametrize(
+    "estimator", [*ESTIMATORS, EXTRACTOR], ids=lambda e: type(e).__name__
+)
 def test_every_estimator_is_exported(estimator):
     import skltr
 

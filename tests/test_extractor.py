@@ -1,0 +1,710 @@
+"""FeatureExtractor: backbones, weights, inputs, caching, pickling, pipelines."""
+
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+import torchvision
+from PIL import Image
+from safetensors.torch import save_file
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+from skltr import FeatureExtractor, TauNormClassifier
+from skltr.models import cifar_resnet20
+
+CPU = {"device": "cpu", "verbose": 0, "num_workers": 0}
+
+
+def random_pixels(n, size=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), np.uint8)
+
+
+def write_images(directory, pixels, fmt="png"):
+    paths = []
+    for i, image in enumerate(pixels):
+        path = os.path.join(directory, f"{i:04d}.{fmt}")
+        Image.fromarray(image).save(path)
+        paths.append(path)
+    return paths
+
+
+class CountingNet(torch.nn.Module):
+    """A small CNN that counts the images it sees, across copies of itself."""
+
+    images_seen = 0
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        type(self).images_seen += len(x)
+        return torch.relu(self.conv(x)).mean(dim=(2, 3))
+
+
+@pytest.fixture
+def counting_net():
+    CountingNet.images_seen = 0
+    return CountingNet()
+
+
+# -- backbones: the output is the pre-logits feature -------------------------
+
+
+@pytest.mark.parametrize("name", ["test_vit", "test_convnext"])
+def test_timm_features_are_the_models_pre_logits(tmp_path, name):
+    torch.manual_seed(0)
+    full = timm.create_model(name).eval()  # with its classifier head
+    path = tmp_path / "weights.safetensors"
+    save_file(full.state_dict(), path)
+    images = [Image.fromarray(p) for p in random_pixels(3, size=180)]
+
+    extractor = FeatureExtractor(name, weights=path, **CPU).fit(images)
+    features = extractor.transform(images)
+
+    batch = torch.stack([extractor.preprocess_(image) for image in images])
+    with torch.no_grad():
+        expected = full.forward_head(full.forward_features(batch), pre_logits=True)
+    assert features.dtype == np.float32
+    assert features.shape == (3, full.num_features) == (3, extractor.n_features_out_)
+    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_torchvision_features_are_the_input_of_the_final_classifier(tmp_path):
+    torch.manual_seed(0)
+    full = torchvision.models.mobilenet_v3_small().eval()
+    path = tmp_path / "mobilenet.pth"
+    torch.save(full.state_dict(), path)
+    images = [Image.fromarray(p) for p in random_pixels(3, size=240)]
+
+    extractor = FeatureExtractor("torchvision/mobilenet_v3_small", weights=path, **CPU)
+    features = extractor.fit_transform(images)
+
+    captured = {}
+    full.classifier[-1].register_forward_hook(
+        lambda module, inputs, output: captured.setdefault("x", inputs[0])
+    )
+    weights = torchvision.models.MobileNet_V3_Small_Weights.DEFAULT
+    batch = torch.stack([weights.transforms()(image) for image in images])
+    with torch.no_grad():
+        full(batch)
+    assert features.shape == (3, 1024)  # after the classifier's hidden layer
+    np.testing.assert_allclose(features, captured["x"].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_a_module_is_used_as_given_and_not_modified():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5))
+    net.train()
+    pixels = random_pixels(4, size=8)
+    features = FeatureExtractor(net, **CPU).fit_transform(pixels)
+
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        expected = net.eval()(x)
+    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_module_passed_in_keeps_its_training_mode_and_device():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5)).train()
+    FeatureExtractor(net, **CPU).fit(random_pixels(2, size=8))
+    assert net.training
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_layer_takes_a_named_module_averaged_over_space():
+    pixels = random_pixels(4)
+    extractor = FeatureExtractor(
+        "cifar_resnet20", pretrained=False, layer="layer2", **CPU
+    )
+    features = extractor.fit_transform(pixels)
+
+    network = extractor._loaded_network().network
+    batch = torch.stack([extractor.preprocess_(Image.fromarray(p)) for p in pixels])
+    with torch.no_grad():
+        x = torch.relu(network.bn1(network.conv1(batch)))
+        expected = network.layer2(network.layer1(x)).mean(dim=(2, 3))
+    assert features.shape == (4, 32)
+    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_layer_suggests_names():
+    with pytest.raises(ValueError, match="no layer 'layer4'.*'layer1'"):
+        FeatureExtractor("cifar_resnet20", pretrained=False, layer="layer4", **CPU).fit(
+            random_pixels(1)
+        )
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ValueError, match="Unknown model 'resnet5O'.*'resnet50'"):
+        FeatureExtractor("resnet5O", **CPU).fit(random_pixels(1))
+    with pytest.raises(ValueError, match="Did you mean 'torchvision/resnet18'"):
+        FeatureExtractor("torchvision/resnet1", **CPU).fit(random_pixels(1))
+    with pytest.raises(ValueError, match="Unknown model source 'torchvison'"):
+        FeatureExtractor("torchvison/resnet18", **CPU).fit(random_pixels(1))
+
+
+def test_the_default_backbone_is_timm_resnet50():
+    extractor = FeatureExtractor(pretrained=False, **CPU).fit(random_pixels(1))
+    assert extractor.backbone_name_ == "timm/resnet50.a1_in1k"
+    assert extractor.n_features_out_ == 2048
+
+
+# -- weights -----------------------------------------------------------------
+
+
+def test_weights_round_trip_through_safetensors_and_state_dicts(tmp_path):
+    torch.manual_seed(1)
+    source = cifar_resnet20()
+    pixels = random_pixels(5)
+    state = {f"module.{k}": v for k, v in source.state_dict().items()}
+    save_file(source.state_dict(), tmp_path / "w.safetensors")
+    torch.save({"state_dict": state, "best_prec1": 12.5}, tmp_path / "w.th")
+
+    from_safetensors = FeatureExtractor(
+        "cifar_resnet20", weights=tmp_path / "w.safetensors", **CPU
+    ).fit_transform(pixels)
+    from_checkpoint = FeatureExtractor(
+        "cifar_resnet20", weights=str(tmp_path / "w.th"), **CPU
+    ).fit_transform(pixels)
+    random = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit_transform(
+        pixels
+    )
+    np.testing.assert_array_equal(from_safetensors, from_checkpoint)
+    assert not np.allclose(from_safetensors, random)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    save_file(torchvision.models.resnet18().state_dict(), tmp_path / "r18.safetensors")
+    with pytest.raises(
+        ValueError, match="do not fit skltr/cifar_resnet20|do not fit cifar"
+    ):
+        FeatureExtractor(
+            "cifar_resnet20", weights=tmp_path / "r18.safetensors", **CPU
+        ).fit(random_pixels(1))
+
+
+def test_pickled_objects_are_never_unpickled(tmp_path):
+    torch.save(cifar_resnet20(), tmp_path / "whole_module.pt")  # not a state dict
+    with pytest.raises(ValueError, match="never unpickles arbitrary objects"):
+        FeatureExtractor(
+            "cifar_resnet20", weights=tmp_path / "whole_module.pt", **CPU
+        ).fit(random_pixels(1))
+
+
+def test_missing_weights_file_is_named():
+    with pytest.raises(ValueError, match="Weights file 'nowhere.safetensors' does not"):
+        FeatureExtractor("cifar_resnet20", weights="nowhere.safetensors", **CPU).fit(
+            random_pixels(1)
+        )
+
+
+def test_pretrained_weights_offline_fail_fast_and_say_how(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(
+        ValueError, match=r"HF_HUB_OFFLINE.*weights='path/to/that/file'"
+    ):
+        FeatureExtractor("test_vit", **CPU).fit(random_pixels(1))
+
+    def unreachable(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr("urllib.request.urlopen", unreachable)
+    with pytest.raises(ValueError, match=r"no network.*resnet18-f37072fd\.pth"):
+        FeatureExtractor("torchvision/resnet18", **CPU).fit(random_pixels(1))
+
+
+def test_pretrained_weights_are_found_in_the_torch_hub_cache(tmp_path, monkeypatch):
+    torch.manual_seed(2)
+    source = cifar_resnet20()
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    torch.save(
+        {"state_dict": source.state_dict()}, checkpoints / "resnet20-12fca82f.th"
+    )
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    pixels = random_pixels(3)
+
+    pretrained = FeatureExtractor("cifar_resnet20", **CPU).fit(pixels)
+    assert pretrained.weights_.endswith("resnet20-12fca82f.th")
+    with torch.no_grad():
+        batch = torch.stack(
+            [pretrained.preprocess_(Image.fromarray(p)) for p in pixels]
+        )
+        expected = source.eval().forward_head(
+            source.forward_features(batch), pre_logits=True
+        )
+    np.testing.assert_allclose(
+        pretrained.transform(pixels), expected.numpy(), rtol=1e-5
+    )
+
+
+CIFAR_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(CIFAR_DATA, "cifar10-resnet")),
+    reason="../shared/data (CIFAR-10 JPEGs and ResNet weights) is not on this machine",
+)
+def test_pretrained_cifar_resnet20_classifies_cifar10_jpegs():
+    import io
+    import zipfile
+
+    weights = os.path.join(CIFAR_DATA, "cifar10-resnet", "resnet20-12fca82f.th")
+    archive = zipfile.ZipFile(
+        os.path.join(CIFAR_DATA, "cifar10-jpeg", "cifar10-jpeg.zip")
+    )
+    names = sorted(
+        n for n in archive.namelist() if n.startswith("test/") and n.endswith(".jpg")
+    )
+    classes = sorted({n.split("/")[1] for n in names})
+    chosen = [
+        n for c in classes for n in [m for m in names if m.split("/")[1] == c][:100]
+    ]
+    labels = np.array([classes.index(n.split("/")[1]) for n in chosen])
+    images = [Image.open(io.BytesIO(archive.read(n))) for n in chosen]
+
+    features = FeatureExtractor("cifar_resnet20", weights=weights, **CPU).fit_transform(
+        images
+    )
+
+    state = torch.load(weights, map_location="cpu", weights_only=True)["state_dict"]
+    logits = (
+        features @ state["module.linear.weight"].numpy().T
+        + state["module.linear.bias"].numpy()
+    )
+    assert features.shape == (1000, 64)
+    assert (logits.argmax(axis=1) == labels).mean() > 0.75
+
+
+# -- inputs ------------------------------------------------------------------
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    def __init__(self, pixels):
+        self.pixels = pixels
+
+    def __len__(self):
+        return len(self.pixels)
+
+    def __getitem__(self, index):
+        return Image.fromarray(self.pixels[index]), index % 3
+
+
+def test_every_input_type_gives_the_same_features(tmp_path):
+    pixels = random_pixels(6)
+    paths = write_images(tmp_path, pixels)
+    chw = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit(pixels)
+    expected = extractor.transform(pixels)
+
+    inputs = {
+        "paths": paths,
+        "path objects": [os.path.relpath(p) for p in paths],
+        "path Series": pd.Series(paths),
+        "path array": np.array(paths),
+        "PIL": [Image.fromarray(p) for p in pixels],
+        "float array": chw.numpy().astype(np.float64) / 255,
+        "float tensor": chw.float() / 255,
+        "uint8 tensor": chw,
+        "list of arrays": list(pixels),
+        "list of tensors": list(chw.float() / 255),
+        "dataset": LabelledImages(pixels),
+    }
+    for kind, X in inputs.items():
+        np.testing.assert_allclose(
+            extractor.transform(X), expected, rtol=1e-5, atol=1e-6, err_msg=kind
+        )
+
+
+def test_grayscale_and_rgba_become_rgb(tmp_path):
+    gray = random_pixels(3)[..., 0]
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit(gray)
+    as_rgb = extractor.transform(np.repeat(gray[..., None], 3, axis=-1))
+    np.testing.assert_array_equal(extractor.transform(gray), as_rgb)
+    np.testing.assert_array_equal(extractor.transform(gray[..., None]), as_rgb)
+    np.testing.assert_array_equal(
+        extractor.transform([Image.fromarray(g, mode="L") for g in gray]), as_rgb
+    )
+    rgba = np.concatenate([random_pixels(3), np.full((3, 32, 32, 1), 7, np.uint8)], -1)
+    paths = write_images(tmp_path, rgba)
+    np.testing.assert_array_equal(
+        extractor.transform(paths), extractor.transform(rgba[..., :3])
+    )
+
+
+def test_unreadable_image_names_file_and_index(tmp_path):
+    paths = write_images(tmp_path, random_pixels(3))
+    with open(paths[1], "wb") as file:
+        file.write(b"not an image")
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit(
+        paths[:1]
+    )
+    with pytest.raises(ValueError, match=r"Cannot read image 1 \(.*0001\.png'\)"):
+        extractor.transform(paths)
+    with pytest.raises(ValueError, match=r"Cannot read image 0 \('missing\.jpg'\)"):
+        extractor.transform(["missing.jpg"])
+
+
+def test_truncated_jpeg_is_an_error_not_a_partial_image(tmp_path):
+    (path,) = write_images(tmp_path, random_pixels(1, size=64), fmt="jpg")
+    with open(path, "rb") as file:
+        data = file.read()
+    with open(path, "wb") as file:
+        file.write(data[: len(data) // 2])
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU)
+    with pytest.raises(ValueError, match="Cannot read image 0"):
+        extractor.fit([path])
+
+
+@pytest.mark.parametrize(
+    "X, message",
+    [
+        (np.zeros((2, 3, 32, 32), np.uint8), r"uint8 image array must have shape \(n_"),
+        (np.zeros((2, 32, 32, 3), np.float32), r"channels-last.*np.transpose"),
+        (np.full((2, 3, 8, 8), 255.0), r"values in \[0, 1\].*Divide 0\.\.255"),
+        (np.full((2, 3, 8, 8), np.nan), "NaN"),
+        (np.zeros((2, 8, 8, 3), np.int64), "must be uint8 .* or floating"),
+        (np.zeros((2, 8, 8)), r"\(n_samples, channels, height, width\)"),
+        ("image.jpg", r"single str; pass a list of images"),
+        ([], "no images"),
+        ([1, 2], "Image 0 is a int"),
+        (torch.zeros(2, 32, 32, 3), r"channels-last.*permute"),
+    ],
+)
+def test_bad_input_says_what_was_expected(X, message):
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU)
+    with pytest.raises(ValueError, match=message):
+        extractor.fit(X)
+
+
+def test_already_preprocessed_tensors_with_identity_preprocess():
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit(
+        random_pixels(1)
+    )
+    batch = torch.stack(
+        [extractor.preprocess_(Image.fromarray(p)) for p in random_pixels(4)]
+    )
+    identity = FeatureExtractor(
+        "cifar_resnet20", pretrained=False, preprocess=torch.nn.Identity(), **CPU
+    )
+    identity.fit(batch)
+    identity._network = extractor._network  # same random weights
+    np.testing.assert_array_equal(
+        identity.transform(batch), extractor.transform(random_pixels(4))
+    )
+
+
+def test_images_of_different_sizes_need_a_resizing_preprocess():
+    images = [Image.new("RGB", (8, 8)), Image.new("RGB", (9, 9))]
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+    extractor = FeatureExtractor(net, batch_size=2, **CPU).fit(images)
+    with pytest.raises(ValueError, match="different shapes.*resizes"):
+        extractor.transform(images)
+
+
+def test_cuda_asked_for_and_absent_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="asks for CUDA"):
+        FeatureExtractor("cifar_resnet20", pretrained=False, device="cuda").fit(
+            random_pixels(1)
+        )
+
+
+# -- speed paths -------------------------------------------------------------
+
+
+def test_workers_and_batch_sizes_do_not_change_the_features(tmp_path):
+    paths = write_images(tmp_path, random_pixels(20))
+    base = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit(paths)
+    expected = base.transform(paths)
+    for params in [{"num_workers": 2, "batch_size": 8}, {"batch_size": 3}]:
+        other = base.set_params(**params)
+        np.testing.assert_allclose(
+            other.transform(paths), expected, rtol=1e-5, atol=1e-6
+        )
+
+
+class RunsOutOfMemory(torch.nn.Module):
+    """Raises CUDA's out-of-memory error on batches larger than 3."""
+
+    def forward(self, x):
+        if len(x) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return x.mean(dim=(2, 3))
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on():
+    pixels = random_pixels(10)
+    extractor = FeatureExtractor(RunsOutOfMemory(), batch_size=16, **CPU)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        features = extractor.fit_transform(pixels)
+    assert [str(w.message) for w in caught] == [
+        f"CUDA ran out of memory; going on with batches of {n} images."
+        for n in (8, 4, 2)
+    ]
+    expected = pixels.transpose(0, 3, 1, 2).astype(np.float32).mean(axis=(2, 3)) / 255
+    np.testing.assert_allclose(features, expected, rtol=1e-6)
+
+
+def test_bfloat16_precision_returns_float32_close_to_float32():
+    pixels = random_pixels(4)
+    full = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit(pixels)
+    half = FeatureExtractor(
+        "cifar_resnet20", pretrained=False, precision="bfloat16", **CPU
+    ).fit(pixels)
+    half._network = full._network
+    reduced = half.transform(pixels)
+    assert reduced.dtype == np.float32
+    exact = full.transform(pixels)
+    assert np.abs(reduced - exact).max() < 0.05 * np.abs(exact).max()
+
+
+# -- the cache ---------------------------------------------------------------
+
+
+def test_cache_computes_each_image_once(tmp_path, counting_net):
+    os.makedirs(tmp_path / "images")
+    paths = write_images(tmp_path / "images", random_pixels(12))
+    extractor = FeatureExtractor(counting_net, memory=tmp_path / "cache", **CPU).fit(
+        paths
+    )
+    CountingNet.images_seen = 0
+
+    first = extractor.transform(paths[:8])
+    assert CountingNet.images_seen == 8
+    again = extractor.transform(paths[:8])
+    assert CountingNet.images_seen == 8
+    np.testing.assert_array_equal(first, again)
+
+    overlapping = extractor.transform(paths[4:])
+    assert CountingNet.images_seen == 12  # only the 4 new images
+    np.testing.assert_array_equal(overlapping[:4], first[4:])
+
+    # A rewritten file is a new image.
+    Image.fromarray(random_pixels(1, seed=9)[0]).save(paths[0])
+    os.utime(paths[0], ns=(1, 1))
+    changed = extractor.transform(paths[:2])
+    assert CountingNet.images_seen == 13
+    assert not np.array_equal(changed[0], first[0])
+    np.testing.assert_array_equal(changed[1], first[1])
+
+
+def test_cache_keys_cover_the_preprocessing(tmp_path, counting_net):
+    pixels = random_pixels(4)
+    cache = tmp_path / "cache"
+    FeatureExtractor(counting_net, memory=cache, **CPU).fit_transform(pixels)
+    CountingNet.images_seen = 0
+    other = FeatureExtractor(
+        counting_net, memory=cache, preprocess=torchvision.transforms.ToTensor(), **CPU
+    ).fit(pixels)
+    CountingNet.images_seen = 0
+    other.transform(pixels)
+    assert CountingNet.images_seen == 4
+
+
+def test_interrupted_cache_write_leaves_no_entry(tmp_path, counting_net, monkeypatch):
+    pixels = random_pixels(6)
+    extractor = FeatureExtractor(counting_net, memory=tmp_path, **CPU).fit(pixels)
+    expected = FeatureExtractor(counting_net, **CPU).fit_transform(pixels)
+
+    def interrupted(source, destination):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr("skltr._feature_cache.os.replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            extractor.transform(pixels)
+    files = list((tmp_path / "skltr-features").rglob("*.*"))
+    assert files == []
+
+    CountingNet.images_seen = 0
+    np.testing.assert_array_equal(extractor.transform(pixels), expected)
+    assert CountingNet.images_seen == 6
+
+
+def test_damaged_cache_file_is_skipped_and_recomputed(tmp_path, counting_net):
+    pixels = random_pixels(6)
+    extractor = FeatureExtractor(counting_net, memory=tmp_path, **CPU).fit(pixels)
+    expected = extractor.transform(pixels)
+    (shard,) = (tmp_path / "skltr-features").rglob("*.npz")
+    shard.write_bytes(shard.read_bytes()[:100])
+
+    CountingNet.images_seen = 0
+    with pytest.warns(UserWarning, match="unreadable feature cache file"):
+        features = extractor.transform(pixels)
+    np.testing.assert_array_equal(features, expected)
+    assert CountingNet.images_seen == 6
+
+
+# -- augmented views ---------------------------------------------------------
+
+
+def test_views_first_plain_then_augmented_reproducible(tmp_path):
+    pixels = random_pixels(5)
+    extractor = FeatureExtractor(
+        "cifar_resnet20", pretrained=False, n_views=3, random_state=0, **CPU
+    )
+    features, y_views = extractor.fit_transform_views(pixels, ["a", "b", "c", "d", "e"])
+    assert features.shape == (15, 64)
+    assert list(y_views[:4]) == ["a", "a", "a", "b"]
+    np.testing.assert_array_equal(features[::3], extractor.transform(pixels))
+    assert not np.allclose(features[1::3], features[::3])
+    assert not np.allclose(features[1::3], features[2::3])
+
+    # Reproducible, and independent of batching and of the other images.
+    again, _ = extractor.set_params(batch_size=2).transform_views(pixels[::-1])
+    np.testing.assert_allclose(
+        again.reshape(5, 3, -1)[::-1].reshape(15, -1), features, rtol=1e-5, atol=1e-6
+    )
+    other_seed, _ = extractor.set_params(random_state=1).transform_views(pixels)
+    assert not np.allclose(other_seed[1::3], features[1::3])
+
+
+def test_views_are_cached_with_an_integer_seed(tmp_path, counting_net):
+    pixels = random_pixels(4)
+    augmentation = torchvision.transforms.Compose(
+        [
+            torchvision.transforms.RandomHorizontalFlip(),
+            torchvision.transforms.ToTensor(),
+        ]
+    )
+    extractor = FeatureExtractor(
+        counting_net,
+        n_views=3,
+        augmentation=augmentation,
+        random_state=0,
+        memory=tmp_path,
+        **CPU,
+    ).fit(pixels)
+    CountingNet.images_seen = 0
+    first, _ = extractor.transform_views(pixels)
+    assert CountingNet.images_seen == 12
+    second, _ = extractor.transform_views(pixels)
+    assert CountingNet.images_seen == 12
+    np.testing.assert_array_equal(first, second)
+
+
+def test_views_do_not_fit_in_fit_transform():
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, n_views=2, **CPU)
+    with pytest.raises(ValueError, match="fit_transform_views"):
+        extractor.fit_transform(random_pixels(2))
+
+
+def test_views_of_a_module_need_an_augmentation(counting_net):
+    extractor = FeatureExtractor(counting_net, n_views=2, **CPU).fit(random_pixels(2))
+    with pytest.raises(ValueError, match="pass augmentation="):
+        extractor.transform_views(random_pixels(2))
+
+
+def test_views_need_one_label_per_image():
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, n_views=2, **CPU)
+    with pytest.raises(ValueError, match="3 images and 2 labels"):
+        extractor.fit_transform_views(random_pixels(3), [0, 1])
+
+
+# -- scikit-learn ------------------------------------------------------------
+
+
+def test_pickle_holds_no_network_and_rebuilds_it(tmp_path):
+    torch.manual_seed(3)
+    save_file(cifar_resnet20().state_dict(), tmp_path / "w.safetensors")
+    pixels = random_pixels(4)
+    extractor = FeatureExtractor(
+        "cifar_resnet20", weights=tmp_path / "w.safetensors", **CPU
+    )
+    expected = extractor.fit_transform(pixels)
+
+    blob = pickle.dumps(extractor)
+    assert len(blob) < 20_000  # the network's 0.27 M parameters would be ~1 MB
+    assert extractor._network is not None  # pickling leaves the original whole
+    restored = pickle.loads(blob)
+    assert getattr(restored, "_network", None) is None
+    np.testing.assert_array_equal(restored.transform(pixels), expected)
+
+    torch.manual_seed(4)
+    save_file(cifar_resnet20().state_dict(), tmp_path / "w.safetensors")
+    with pytest.raises(ValueError, match="differ from those this extractor was fitted"):
+        pickle.loads(blob).transform(pixels)
+
+
+def test_feature_names_and_pandas_output():
+    pixels = random_pixels(3)
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit(pixels)
+    names = extractor.get_feature_names_out()
+    assert list(names[:2]) == ["featureextractor0", "featureextractor1"]
+    assert len(names) == 64
+    frame = extractor.set_output(transform="pandas").transform(pixels)
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame.columns) == list(names)
+    assert frame.shape == (3, 64)
+
+
+def test_transform_before_fit_is_an_error():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        FeatureExtractor("cifar_resnet20", pretrained=False).transform(random_pixels(1))
+
+
+def long_tailed_images(directory, seed=0):
+    """Images whose class sets their mean colour, with CIFAR-LT-like counts."""
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(40, 216, (5, 3))
+    counts = [120, 60, 30, 15, 8]
+    pixels, labels = [], []
+    for label, (colour, count) in enumerate(zip(colours, counts, strict=True)):
+        noise = rng.normal(0, 40, (count, 16, 16, 3))
+        pixels.append(np.clip(colour + noise, 0, 255).astype(np.uint8))
+        labels += [label] * count
+    return write_images(directory, np.concatenate(pixels)), np.array(labels)
+
+
+def test_pipeline_grid_search_over_tau_extracts_each_image_once(tmp_path, counting_net):
+    os.makedirs(tmp_path / "images")
+    paths, labels = long_tailed_images(tmp_path / "images")
+    pipe = Pipeline(
+        [
+            (
+                "features",
+                FeatureExtractor(counting_net, memory=tmp_path / "cache", **CPU),
+            ),
+            ("clf", TauNormClassifier(device="cpu", random_state=0)),
+        ]
+    )
+    search = GridSearchCV(
+        pipe, {"clf__tau": np.linspace(0, 2, 5)}, scoring="balanced_accuracy", cv=3
+    )
+    CountingNet.images_seen = 0
+    search.fit(paths, labels)
+
+    probes = 5 * 3 + 1  # fit passes one image through to size the output
+    assert CountingNet.images_seen == len(paths) + probes
+    assert search.best_score_ > 0.8
+    assert search.best_estimator_.score(paths, labels) > 0.8
+    assert search.predict(paths[:3]).shape == (3,)
+
+
+def test_timm_name_in_a_pipeline_from_files(tmp_path):
+    os.makedirs(tmp_path / "images")
+    paths, labels = long_tailed_images(tmp_path / "images")
+    pipe = Pipeline(
+        [
+            ("features", FeatureExtractor("test_convnext", pretrained=False, **CPU)),
+            ("clf", TauNormClassifier(device="cpu", random_state=0)),
+        ]
+    )
+    pipe.fit(paths[::4], labels[::4])
+    assert pipe.predict(paths[1::4]).shape == (len(paths[1::4]),)
