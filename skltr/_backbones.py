@@ -87,20 +87,16 @@ def build_backbone(model, *, pretrained, weights):
     """
     if isinstance(model, nn.Module):
         network = copy.deepcopy(model)
-        if weights is not None:
-            load_into(
-                network,
-                read_state_dict(weights),
-                head_prefixes=(),
-                name=type(model).__name__,
-            )
+        location = _load_weights(
+            network, weights, False, None, head_prefixes=(), name=type(model).__name__
+        )
         return _frozen(
             Backbone(
                 network,
                 type(model).__name__,
                 ToFloatTensor(),
                 None,
-                os.fspath(weights) if weights is not None else "module's own",
+                location or "module's own",
             )
         )
     source, name = parse_model_name(model)
@@ -175,16 +171,14 @@ def _timm(name, *, pretrained, weights):
     classifier = cfg.get("classifier") or ()
     head = (classifier,) if isinstance(classifier, str) else tuple(classifier)
     full_name = f"timm/{name}" if "." in name else f"timm/{name}.{cfg.get('tag')}"
-    if weights is not None:
-        location = os.fspath(weights)
-    elif pretrained:
-        location = _timm_pretrained_file(name, cfg)
-    else:
-        location = None
-    if location is not None:
-        load_into(
-            network, read_state_dict(location), head_prefixes=head, name=full_name
-        )
+    location = _load_weights(
+        network,
+        weights,
+        pretrained,
+        lambda: _timm_pretrained_file(name, cfg),
+        head_prefixes=head,
+        name=full_name,
+    )
     data_config = resolve_model_data_config(network)
     eval_transform = create_transform(**data_config, is_training=False)
     train_transform = _random_resized_crop(
@@ -252,24 +246,23 @@ def _torchvision(name, *, pretrained, weights):
     except ValueError:
         published = None
     head = _replace_final_linear(network, f"torchvision/{name}")
-    if weights is not None:
-        location = os.fspath(weights)
-    elif pretrained:
+
+    def published_file():
         if published is None:
             raise ValueError(
                 f"torchvision publishes no weights for {name!r}; pass "
                 "weights='path/to/file' or pretrained=False."
             )
-        location = _torch_hub_file(published.url, model=f"torchvision/{name}")
-    else:
-        location = None
-    if location is not None:
-        load_into(
-            network,
-            read_state_dict(location),
-            head_prefixes=(head,),
-            name=f"torchvision/{name}",
-        )
+        return _torch_hub_file(published.url, model=f"torchvision/{name}")
+
+    location = _load_weights(
+        network,
+        weights,
+        pretrained,
+        published_file,
+        head_prefixes=(head,),
+        name=f"torchvision/{name}",
+    )
     if published is not None:
         eval_transform = published.transforms()
         train_transform = _random_resized_crop(
@@ -315,16 +308,14 @@ def _skltr(name, *, pretrained, weights):
     constructor, filename = SKLTR_MODELS[name]
     network = constructor()
     network.linear = nn.Identity()
-    if weights is not None:
-        location = os.fspath(weights)
-    elif pretrained:
-        location = _torch_hub_file(_CIFAR_RELEASE + filename, model=name)
-    else:
-        location = None
-    if location is not None:
-        load_into(
-            network, read_state_dict(location), head_prefixes=("linear",), name=name
-        )
+    location = _load_weights(
+        network,
+        weights,
+        pretrained,
+        lambda: _torch_hub_file(_CIFAR_RELEASE + filename, model=name),
+        head_prefixes=("linear",),
+        name=name,
+    )
     mean, std = _cifar_resnet.IMAGENET_MEAN, _cifar_resnet.IMAGENET_STD
     eval_transform = T.Compose(
         [T.Resize(32), T.CenterCrop(32), ToFloatTensor(), T.Normalize(mean, std)]
@@ -359,6 +350,25 @@ def _random_resized_crop(size, interpolation, mean, std):
 
 
 # -- weights -----------------------------------------------------------------
+
+
+def _load_weights(
+    network, weights, pretrained, pretrained_file, *, head_prefixes, name
+):
+    """Load a weights file, or the published weights, into ``network``.
+
+    Returns where the weights came from, or None for random weights.
+    """
+    if weights is not None:
+        location = os.fspath(weights)
+    elif pretrained:
+        location = pretrained_file()
+    else:
+        return None
+    load_into(
+        network, read_state_dict(location), head_prefixes=head_prefixes, name=name
+    )
+    return location
 
 
 def _torch_hub_file(url, *, model):

@@ -15,6 +15,7 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
@@ -271,11 +272,7 @@ class FeatureExtractor(
         -------
         self : FeatureExtractor
         """
-        device = resolve_device(self.device)
-        backbone = build_backbone(
-            self.model, pretrained=self.pretrained, weights=self.weights
-        )
-        network = FeatureNetwork(backbone.network, self.layer)
+        backbone, network = self._build()
         self.backbone_name_ = backbone.name
         self.weights_ = backbone.weights
         self.weights_digest_ = _state_digest(network)
@@ -287,8 +284,7 @@ class FeatureExtractor(
             if self.augmentation is not None
             else backbone.train_transform
         )
-        self._network = network.to(device)
-        self.device_ = str(device)
+        self._place(network)
         source = self._image_source(X)
         first = next(
             self._compute(source, [0], self.preprocess_, None, progress=False)
@@ -403,11 +399,7 @@ class FeatureExtractor(
         network = getattr(self, "_network", None)
         if network is not None:
             return network
-        device = resolve_device(self.device)
-        backbone = build_backbone(
-            self.model, pretrained=self.pretrained, weights=self.weights
-        )
-        network = FeatureNetwork(backbone.network, self.layer)
+        backbone, network = self._build()
         if _state_digest(network) != self.weights_digest_:
             raise ValueError(
                 f"The weights of {self.backbone_name_} ({backbone.weights}) differ "
@@ -415,6 +407,18 @@ class FeatureExtractor(
                 "match the ones a downstream model was trained on. Restore the "
                 "original weights file, or refit."
             )
+        return self._place(network)
+
+    def _build(self):
+        """The backbone these parameters name, and its feature network (CPU)."""
+        backbone = build_backbone(
+            self.model, pretrained=self.pretrained, weights=self.weights
+        )
+        return backbone, FeatureNetwork(backbone.network, self.layer)
+
+    def _place(self, network):
+        """Move the network to the device; it stays there until pickled."""
+        device = resolve_device(self.device)
         self._network = network.to(device)
         self.device_ = str(device)
         return self._network
@@ -426,7 +430,13 @@ class FeatureExtractor(
         transform = self.preprocess_ if view == 0 else self.augmentation_
         n_images = len(source)
         cache = self._cache(view)
-        seeds = self._view_seeds(source, view)
+        seeded = view > 0 and isinstance(self.random_state, Integral)
+        image_keys = (
+            [source.key(i) for i in range(n_images)]
+            if cache is not None or seeded
+            else None
+        )
+        seeds = self._view_seeds(image_keys, n_images, view)
         if cache is None:
             return np.concatenate(
                 [
@@ -436,7 +446,7 @@ class FeatureExtractor(
                     )
                 ]
             )
-        keys = [self._entry_key(source.key(i), view) for i in range(n_images)]
+        keys = [self._entry_key(key, view) for key in image_keys]
         found = cache.lookup(keys)
         features = np.empty((n_images, self.n_features_out_), dtype=np.float32)
         for position, row in found.items():
@@ -458,7 +468,7 @@ class FeatureExtractor(
             )
         return features
 
-    def _view_seeds(self, source, view):
+    def _view_seeds(self, image_keys, n_images, view):
         """One seed per image for an augmented view; None for the plain view.
 
         With an int ``random_state`` an image's seed depends only on it, the
@@ -467,16 +477,11 @@ class FeatureExtractor(
         if view == 0:
             return None
         if not isinstance(self.random_state, Integral):
-            rng = np.random.default_rng(
-                np.random.RandomState(self.random_state).randint(2**31)
-                if self.random_state is not None
-                else None
-            )
-            return rng.integers(2**31, size=len(source))
+            return check_random_state(self.random_state).randint(2**31, size=n_images)
         return np.array(
             [
-                int.from_bytes(self._entry_key(source.key(i), view)[:4], "little")
-                for i in range(len(source))
+                int.from_bytes(self._entry_key(key, view)[:4], "little")
+                for key in image_keys
             ]
         )
 

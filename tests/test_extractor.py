@@ -571,6 +571,10 @@ def test_views_first_plain_then_augmented_reproducible(tmp_path):
     )
     other_seed, _ = extractor.set_params(random_state=1).transform_views(pixels)
     assert not np.allclose(other_seed[1::3], features[1::3])
+    unseeded, _ = extractor.set_params(
+        random_state=np.random.RandomState(0)
+    ).transform_views(pixels)
+    np.testing.assert_allclose(unseeded[::3], features[::3], rtol=1e-5, atol=1e-6)
 
 
 def test_views_are_cached_with_an_integer_seed(tmp_path, counting_net):
