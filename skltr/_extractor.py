@@ -544,6 +544,7 @@ class FeatureExtractor(
             total=len(indices),
             disable=not (self.verbose and progress),
             delay=2,
+            leave=False,
             unit="image",
             desc=type(self).__name__,
         ) as bar:
