@@ -86,7 +86,12 @@ class ImageSource:
         digest = hashlib.blake2b(digest_size=16)
         if isinstance(item, str | os.PathLike):
             path = os.path.abspath(os.fspath(item))
-            stat = os.stat(path)
+            try:
+                stat = os.stat(path)
+            except OSError as exc:
+                raise ValueError(
+                    f"Cannot read image {index} ({os.fspath(item)!r}): {exc}"
+                ) from exc
             digest.update(f"file:{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
             return digest.digest()
         image = to_model_input(item, index, check_range=self.check_range)

@@ -354,6 +354,8 @@ def test_unreadable_image_names_file_and_index(tmp_path):
         extractor.transform(paths)
     with pytest.raises(ValueError, match=r"Cannot read image 0 \('missing\.jpg'\)"):
         extractor.transform(["missing.jpg"])
+    with pytest.raises(ValueError, match=r"Cannot read image 1 \('missing\.jpg'\)"):
+        extractor.set_params(memory=tmp_path).transform([paths[0], "missing.jpg"])
 
 
 def test_truncated_jpeg_is_an_error_not_a_partial_image(tmp_path):
