@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ._backbones import FeatureNetwork, build_backbone
 from ._backend import resolve_device
-from ._feature_cache import SHARD_ROWS, FeatureCache
+from ._feature_cache import FeatureCache
 from ._images import ImageSource, PreprocessedImages
 
 # Bumped when a change in skltr would change the features of a cached
@@ -428,12 +428,13 @@ class FeatureExtractor(
     def _extract(self, source, *, view):
         """Features of every image in ``source`` for one view, through the cache."""
         transform = self.preprocess_ if view == 0 else self.augmentation_
+        # The plain view is deterministic; augmented ones only with an int seed.
+        reproducible = view == 0 or isinstance(self.random_state, Integral)
+        cache = self._cache(transform) if reproducible else None
         n_images = len(source)
-        cache = self._cache(view)
-        seeded = view > 0 and isinstance(self.random_state, Integral)
         image_keys = (
             [source.key(i) for i in range(n_images)]
-            if cache is not None or seeded
+            if reproducible and (cache is not None or view > 0)
             else None
         )
         seeds = self._view_seeds(image_keys, n_images, view)
@@ -452,20 +453,10 @@ class FeatureExtractor(
         for position, row in found.items():
             features[position] = row
         missing = [i for i in range(n_images) if i not in found]
-        pending_positions, pending_rows = [], []
-        for positions, rows in self._compute(source, missing, transform, seeds):
-            features[positions] = rows
-            pending_positions.extend(positions)
-            pending_rows.append(rows)
-            if len(pending_positions) >= SHARD_ROWS:
-                cache.store(
-                    [keys[p] for p in pending_positions], np.concatenate(pending_rows)
-                )
-                pending_positions, pending_rows = [], []
-        if pending_positions:
-            cache.store(
-                [keys[p] for p in pending_positions], np.concatenate(pending_rows)
-            )
+        with cache.writer() as store:
+            for positions, rows in self._compute(source, missing, transform, seeds):
+                features[positions] = rows
+                store([keys[p] for p in positions], rows)
         return features
 
     def _view_seeds(self, image_keys, n_images, view):
@@ -485,13 +476,13 @@ class FeatureExtractor(
             ]
         )
 
-    def _cache(self, view):
+    def _cache(self, transform):
+        """The cache of this configuration with ``transform``, or None."""
         memory = self.memory
         if isinstance(memory, joblib.Memory):
             memory = memory.location
-        if memory is None or (view > 0 and not isinstance(self.random_state, Integral)):
+        if memory is None:
             return None
-        transform = self.preprocess_ if view == 0 else self.augmentation_
         identity = "|".join(
             [
                 str(_CACHE_FORMAT),
@@ -587,7 +578,7 @@ def _forward_in_chunks(network, batch, chunk, autocast_dtype):
         except torch.cuda.OutOfMemoryError:
             if chunk == 1:
                 raise
-            chunk = max(1, chunk // 2)
+            chunk //= 2
             torch.cuda.empty_cache()
             warnings.warn(
                 f"CUDA ran out of memory; going on with batches of {chunk} images.",

@@ -12,6 +12,7 @@ warning and its images are computed again.
 import os
 import uuid
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,30 @@ class FeatureCache:
             for row, position in rows:
                 found[position] = features[row]
         return found
+
+    @contextmanager
+    def writer(self):
+        """Collect computed rows and store them a shard of SHARD_ROWS at a time.
+
+        Yields ``add(keys, features)``. Rows still pending are stored when the
+        block ends normally; an exception leaves them unwritten.
+        """
+        pending_keys, pending_rows = [], []
+
+        def flush():
+            self.store(pending_keys, np.concatenate(pending_rows))
+            pending_keys.clear()
+            pending_rows.clear()
+
+        def add(keys, features):
+            pending_keys.extend(keys)
+            pending_rows.append(features)
+            if len(pending_keys) >= SHARD_ROWS:
+                flush()
+
+        yield add
+        if pending_keys:
+            flush()
 
     def store(self, keys, features):
         """Write one shard atomically: a temporary file, then a rename."""
