@@ -18,7 +18,7 @@ import difflib
 import os
 import pickle
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torchvision
@@ -71,7 +71,7 @@ class Backbone:
     name: str
     eval_transform: object
     train_transform: object
-    weights: str = field(default="random")
+    weights: str
 
 
 def build_backbone(model, *, pretrained, weights):

@@ -74,7 +74,13 @@ class ImageSource:
 
     def load(self, index):
         """Image ``index`` as an RGB PIL image or a float (3, H, W) tensor."""
-        return to_model_input(self.raw(index), index, check_range=self.check_range)
+        return to_model_input(
+            self.raw(index),
+            index,
+            check_range=self.check_range,
+            # A whole array's values were checked once, up front.
+            check_values=self._kind != "pixels",
+        )
 
     def key(self, index):
         """A digest of image ``index``'s content, for the feature cache.
@@ -94,7 +100,7 @@ class ImageSource:
                 ) from exc
             digest.update(f"file:{path}:{stat.st_size}:{stat.st_mtime_ns}".encode())
             return digest.digest()
-        image = to_model_input(item, index, check_range=self.check_range)
+        image = self.load(index)
         if isinstance(image, Image.Image):
             digest.update(f"pil:{image.mode}:{image.size}".encode())
             digest.update(image.tobytes())
@@ -159,8 +165,9 @@ def _check_pixel_array(X, check_range):
         )
     if X.dtype.kind == "f":
         _check_float_layout(X.shape, transpose="np.transpose(X, (0, 3, 1, 2))")
-        _check_float_values(torch.from_numpy(np.ascontiguousarray(X)), check_range)
-        return torch.from_numpy(np.ascontiguousarray(X))
+        tensor = torch.from_numpy(np.ascontiguousarray(X))
+        _check_float_values(tensor, check_range)
+        return tensor
     raise ValueError(
         f"Image arrays must be uint8 (0..255) or floating point (0..1); got dtype "
         f"{X.dtype}. Convert with X.astype(np.uint8) or X.astype(np.float32) / 255."
@@ -209,8 +216,12 @@ def _check_float_values(tensor, check_range, index=None):
         )
 
 
-def to_model_input(item, index, *, check_range=True):
-    """One image as an RGB PIL image or a float (3, H, W) tensor."""
+def to_model_input(item, index, *, check_range=True, check_values=True):
+    """One image as an RGB PIL image or a float (3, H, W) tensor.
+
+    ``check_values=False`` skips the NaN and range checks of float pixels, for
+    rows of an array that was checked whole.
+    """
     if isinstance(item, str | os.PathLike):
         return read_image(item, index)
     if isinstance(item, Image.Image):
@@ -232,7 +243,8 @@ def to_model_input(item, index, *, check_range=True):
         if item.dtype == torch.uint8 and item.ndim == 3 and item.shape[0] in _CHANNELS:
             return _pil_from_pixels(item.permute(1, 2, 0).numpy())
         if item.is_floating_point() and item.ndim == 3 and item.shape[0] in _CHANNELS:
-            _check_float_values(item, check_range, index)
+            if check_values:
+                _check_float_values(item, check_range, index)
             return _rgb_channels(item.float())
         raise ValueError(
             f"Image {index} is a tensor of shape {tuple(item.shape)} and dtype "
