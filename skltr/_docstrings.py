@@ -1,4 +1,4 @@
-"""Docstring fragments shared by the classifiers.
+"""Docstring fragments shared by the classifiers and the metrics.
 
 A class docstring names a fragment as ``%(name)s``; :func:`fill_doc` fills them
 in, so a parameter that several classifiers share is documented once.
@@ -107,6 +107,36 @@ device_ : str
 loss_curve_ : list of float
     Mean training loss of each epoch.
 """,
+    "shot_parameters": """
+y_true, y_pred : array-like of shape (n_samples,)
+    True and predicted labels of a (balanced) test set.
+
+class_counts : array-like of shape (n_classes,) or dict
+    Training samples per class: aligned with ``labels``, or a mapping from
+    label to count. A fitted classifier's ``class_counts_`` (with
+    ``labels=clf.classes_``) is what this expects.
+
+labels : array-like of shape (n_classes,), default=None
+    The classes ``class_counts`` counts; None means the sorted labels of
+    ``y_true``.
+
+many, few : int, default=100, 20
+    Many-shot classes have more than ``many`` training samples, few-shot
+    classes fewer than ``few``; the reference thresholds are 100 and 20.
+    Small data sets need smaller ones.
+""",
+    "logits_parameters": """
+logits : array-like of shape (n_samples, n_classes)
+    Class scores, e.g. a classifier's ``decision_function``; column j scores
+    ``labels[j]``.
+
+y : array-like of shape (n_samples,)
+    The true labels.
+
+labels : array-like of shape (n_classes,), default=None
+    The label of each column (a classifier's ``classes_``); None means the
+    columns are the labels 0 to n_classes - 1.
+""",
     "lr_notes": """
 The learning rate is expressed for features of unit mean squared norm. SGD on
 weights W over features x with ``lr`` and ``weight_decay`` takes here exactly
@@ -121,7 +151,7 @@ stable for any ``lr`` below about 7.
 
 
 def fill_doc(**values):
-    """Class decorator filling ``%(fragment)s`` names in the docstring.
+    """Decorator filling ``%(fragment)s`` names in a class or function docstring.
 
     Keyword arguments fill the defaults that a fragment itself names
     (``%(epochs)s`` in ``training_parameters``, say).

@@ -31,6 +31,21 @@ def tau_normalize(coef, tau):
     return coef / np.maximum(norms, np.finfo(coef.dtype).tiny) ** tau
 
 
+def correct_by_tau(chunks, norms, taus, n_classes):
+    """Correct predictions per class of the tau-normalised classifier, per tau.
+
+    ``chunks`` yields ``(labels, logits)``: encoded labels of a chunk of rows
+    and their joint logits without bias; dividing logit j by ``norms[j]**tau``
+    gives the tau-normalised logits. Returns an (n_taus, n_classes) array.
+    """
+    correct = np.zeros((len(taus), n_classes))
+    for labels, logits in chunks:
+        for i, tau in enumerate(taus):
+            hits = (logits / norms**tau).argmax(axis=1) == labels
+            correct[i] += np.bincount(labels[hits], minlength=n_classes)
+    return correct
+
+
 @fill_doc(
     epochs=_LEARN_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
@@ -169,12 +184,12 @@ class TauNormClassifier(BaseRebalancer):
                 "tau_grid must be a non-empty 1-d sequence of finite floats; "
                 f"got {self.tau_grid!r}."
             )
-        norms = np.linalg.norm(self.joint_coef_, axis=1)
-        correct = np.zeros((len(grid), len(self.classes_)))
-        for rows, logits in self._iter_joint_logits(X):
-            for i, tau in enumerate(grid):
-                hits = (logits / norms**tau).argmax(axis=1) == y[rows]
-                correct[i] += np.bincount(y[rows][hits], minlength=len(self.classes_))
+        correct = correct_by_tau(
+            ((y[rows], logits) for rows, logits in self._iter_joint_logits(X)),
+            np.linalg.norm(self.joint_coef_, axis=1),
+            grid,
+            len(self.classes_),
+        )
         self.tau_scores_ = (correct / self.class_counts_).mean(axis=1)
         return float(grid[np.argmax(self.tau_scores_)])
 
