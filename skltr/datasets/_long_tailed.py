@@ -1,8 +1,14 @@
 """Long-tailed subsets of balanced labelled sets (METHODS.md)."""
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils.validation import column_or_1d
+
+PROFILES = ("exp", "step")
 
 
 def long_tailed_counts(n_classes, n_max, imbalance_ratio, profile="exp"):
@@ -11,8 +17,6 @@ def long_tailed_counts(n_classes, n_max, imbalance_ratio, profile="exp"):
     ``"exp"``: n_j = int(n_max * ratio^(-j / (C - 1))) (CIFAR-LT); ``"step"``:
     the first half of the classes keep n_max, the rest n_max / ratio.
     """
-    if imbalance_ratio < 1:
-        raise ValueError(f"imbalance_ratio must be >= 1; got {imbalance_ratio}.")
     j = np.arange(n_classes)
     if profile == "exp":
         return (n_max * imbalance_ratio ** (-j / max(1, n_classes - 1))).astype(int)
@@ -21,13 +25,26 @@ def long_tailed_counts(n_classes, n_max, imbalance_ratio, profile="exp"):
     raise ValueError(f"profile must be 'exp' or 'step'; got {profile!r}.")
 
 
+@validate_params(
+    {
+        "y": ["array-like"],
+        "imbalance_ratio": [Interval(Real, 1, None, closed="left")],
+        "profile": [StrOptions(set(PROFILES))],
+        "max_per_class": [None, Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_long_tailed(
     y, *, imbalance_ratio, profile="exp", max_per_class=None, random_state=None
 ):
     """Indices of a long-tailed subset of a labelled set.
 
-    Class j (in sorted label order) keeps ``n_max * ratio^(-j / (C - 1))``
-    samples, the CIFAR-LT profile.
+    With the exponential profile, class j (in sorted label order) keeps
+    ``int(n_max * imbalance_ratio ** (-j / (C - 1)))`` samples: the CIFAR-LT
+    profile of Cao et al. (2019) and the Decoupling paper. The step profile
+    keeps n_max samples of the first half of the classes and
+    ``n_max / imbalance_ratio`` of the rest.
 
     Parameters
     ----------
@@ -35,8 +52,11 @@ def make_long_tailed(
     imbalance_ratio : float
         Largest over smallest class size, >= 1.
     profile : {"exp", "step"}, default="exp"
+        The shape of the tail.
     max_per_class : int, default=None
-        n_max; None takes the size of the first class.
+        n_max, the head class's size; None takes the size of the first
+        class. Every class must have as many samples as the profile asks of
+        it.
     random_state : int, RandomState instance or None, default=None
         None keeps the first samples of each class in data order (as the
         reference CIFAR-LT builders do); otherwise a random subset.
@@ -46,6 +66,11 @@ def make_long_tailed(
     indices : ndarray of int
         Sorted indices into ``y``.
 
+    See Also
+    --------
+    load_cifar10_lt, load_cifar100_lt : CIFAR-LT built with this.
+    make_long_tailed_features : Synthetic long-tailed features.
+
     Examples
     --------
     >>> import numpy as np
@@ -54,7 +79,7 @@ def make_long_tailed(
     >>> len(make_long_tailed(y, imbalance_ratio=100))
     10847
     """
-    y = np.asarray(y)
+    y = column_or_1d(y)
     classes = np.unique(y)
     members = [np.flatnonzero(y == label) for label in classes]
     n_max = len(members[0]) if max_per_class is None else int(max_per_class)
@@ -64,7 +89,7 @@ def make_long_tailed(
     for label, rows, count in zip(classes, members, counts, strict=True):
         if count > len(rows):
             raise ValueError(
-                f"Class {label!r} has {len(rows)} samples, but the profile asks "
+                f"Class {label.item()!r} has {len(rows)} samples, but the profile asks "
                 f"for {count}; lower max_per_class or the imbalance ratio."
             )
         kept.append(
@@ -73,12 +98,29 @@ def make_long_tailed(
     return np.sort(np.concatenate(kept))
 
 
+@validate_params(
+    {
+        "imbalance_ratio": [Interval(Real, 1, None, closed="left")],
+        "test_per_class": [Interval(Integral, 1, 150, closed="both")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def load_digits_lt(*, imbalance_ratio=10, test_per_class=50, random_state=0):
     """scikit-learn's bundled digits, long-tailed on the training side.
 
     The first ``test_per_class`` images of each digit (after a seeded shuffle)
     form a balanced test set; the rest are cut to the exponential profile with
     n_max the smallest remaining class size (about 125).
+
+    Parameters
+    ----------
+    imbalance_ratio : float, default=10
+        Largest over smallest training class size.
+    test_per_class : int, default=50
+        Test images per digit.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the shuffle that decides which images are test images.
 
     Returns
     -------
