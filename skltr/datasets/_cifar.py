@@ -13,6 +13,7 @@ balanced CIFAR test set.
 """
 
 import codecs
+import contextlib
 import io
 import pickle
 import tarfile
@@ -227,6 +228,19 @@ def _find_source(path, spec):
     )
 
 
+@contextlib.contextmanager
+def _image_files(kind, source):
+    """The image names of a zip or folder source, and a reader of their bytes."""
+    if kind == "zip":
+        with zipfile.ZipFile(source) as archive:
+            yield archive.namelist(), archive.read
+    else:
+        names = [
+            str(p) for split in ("train", "test") for p in (source / split).rglob("*")
+        ]
+        yield names, lambda name: Path(name).read_bytes()
+
+
 def _load_cifar_lt(path, name, imbalance_ratio, profile, random_state, return_paths):
     spec = _CIFAR[name]
     kind, source = _find_source(path, spec)
@@ -237,6 +251,15 @@ def _load_cifar_lt(path, name, imbalance_ratio, profile, random_state, return_pa
             "; extract the images to a folder, or load the pixels with "
             "return_paths=False."
         )
+
+    def long_tailed(labels):
+        return make_long_tailed(
+            labels,
+            imbalance_ratio=imbalance_ratio,
+            profile=profile,
+            random_state=random_state,
+        )
+
     if kind in ("pickles", "tar"):
         if kind == "tar":
             with tarfile.open(source) as archive:
@@ -244,44 +267,17 @@ def _load_cifar_lt(path, name, imbalance_ratio, profile, random_state, return_pa
         else:
             splits = _from_pickles(_pickle_folder_reader(source), spec)
         (images, y_train), (X_test, y_test) = splits["train"], splits["test"]
-        keep = make_long_tailed(
-            y_train,
-            imbalance_ratio=imbalance_ratio,
-            profile=profile,
-            random_state=random_state,
-        )
+        keep = long_tailed(y_train)
         return images[keep], X_test, y_train[keep], y_test
-    if kind == "zip":
-        with zipfile.ZipFile(source) as archive:
-            splits = _from_images(archive.namelist(), spec["n_classes"], source)
-            keep = make_long_tailed(
-                splits["train"][1],
-                imbalance_ratio=imbalance_ratio,
-                profile=profile,
-                random_state=random_state,
-            )
-            names = {"train": splits["train"][0][keep], "test": splits["test"][0]}
+    with _image_files(kind, source) as (names, read):
+        splits = _from_images(names, spec["n_classes"], source)
+        keep = long_tailed(splits["train"][1])
+        X = {"train": splits["train"][0][keep], "test": splits["test"][0]}
+        if not return_paths:
             X = {
-                split: np.stack([_decode(archive.read(n), n) for n in names[split]])
-                for split in names
+                split: np.stack([_decode(read(name), name) for name in names])
+                for split, names in X.items()
             }
-        return X["train"], X["test"], splits["train"][1][keep], splits["test"][1]
-    files = [str(p) for split in ("train", "test") for p in (source / split).rglob("*")]
-    splits = _from_images(files, spec["n_classes"], source)
-    keep = make_long_tailed(
-        splits["train"][1],
-        imbalance_ratio=imbalance_ratio,
-        profile=profile,
-        random_state=random_state,
-    )
-    paths = {"train": splits["train"][0][keep], "test": splits["test"][0]}
-    if return_paths:
-        X = paths
-    else:
-        X = {
-            split: np.stack([_decode(Path(p).read_bytes(), p) for p in paths[split]])
-            for split in paths
-        }
     return X["train"], X["test"], splits["train"][1][keep], splits["test"][1]
 
 

@@ -89,8 +89,9 @@ def make_long_tailed(
     for label, rows, count in zip(classes, members, counts, strict=True):
         if count > len(rows):
             raise ValueError(
-                f"Class {label.item()!r} has {len(rows)} samples, but the profile asks "
-                f"for {count}; lower max_per_class or the imbalance ratio."
+                f"Class {np.asarray(label).item()!r} has {len(rows)} samples, "
+                f"but the profile asks for {count}; lower max_per_class or the "
+                "imbalance ratio."
             )
         kept.append(
             rows[:count] if rng is None else rng.choice(rows, count, replace=False)
