@@ -1,98 +1,248 @@
-"""The main job: fit every classifier on a long-tailed data set, print a table.
+"""The main job: data set -> backbone -> features -> every classifier -> table.
 
-For now the data set is scikit-learn's digits made long-tailed (it ships with
-scikit-learn, so this runs anywhere offline), on its 64 pixel features. Each
-row is one classifier; the columns are the Many / Medium / Few / All balanced
-test accuracies of METHODS.md's protocol, with shot thresholds scaled to the
-data set, and the fit time.
+Each row is one classifier trained on frozen features; the columns are the
+Many / Medium / Few / All balanced test accuracies of METHODS.md's protocol
+(shot thresholds scaled to the data set and stated in the output) and the
+fit time. The Markdown table is printed and written, with a JSON of every
+number and the Decoupling paper's figures, to the output folder.
 
-    python benchmarks/run.py --help
+Examples (see docs/results.md for the runs and their numbers):
+
+    python benchmarks/run.py                     # digits-LT, its own stage 1
+    python benchmarks/run.py --dataset cifar10 --data cifar10-jpeg.zip \\
+        --backbone cifar_resnet56 --weights resnet56-4bfd9763.th
+    python benchmarks/run.py --dataset cifar10 --data cifar10-jpeg.zip \\
+        --backbone stage1 --stage1-arch cifar_resnet32 --stage1-epochs 200
+    python benchmarks/run.py --dataset imagenet_lt --data /data/imagenet \\
+        --lists /data/ImageNet_LT --backbone resnext50_32x4d --weights w.pth
+    python benchmarks/run.py --dataset features --data features.npz
 """
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from skltr import (
-    CRTClassifier,
-    JointClassifier,
-    LORTClassifier,
-    LWSClassifier,
-    NCMClassifier,
-    TauNormClassifier,
-)
-from skltr.datasets import load_digits_lt
-from skltr.metrics import shot_accuracy
+sys.path.insert(0, str(Path(__file__).parent))
+
+import _data  # noqa: E402
+import _report  # noqa: E402
+import _rows  # noqa: E402
+import _stage1  # noqa: E402
 
 
-def classifiers(device, seed):
-    trained = {"device": device, "random_state": seed}
+class StageLog:
+    """One line per stage on stderr: what it does, and how long it took."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.stages = {}
+
+    def __call__(self, message):
+        elapsed = time.perf_counter() - self.start
+        print(f"[{elapsed:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+    def stage(self, name, function, *args, **kwargs):
+        self(f"{name} ...")
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        self.stages[name] = time.perf_counter() - start
+        self(f"{name}: done in {self.stages[name]:.1f} s")
+        return result
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=_data.DATASETS, default="digits")
+    data.add_argument(
+        "--data",
+        help="CIFAR: its pickles, .tar.gz, image folder or zip; ImageNet-LT, "
+        "Places-LT, iNaturalist 2018: the images' root; features: an .npz "
+        "(or a folder of .npy) with X_train, y_train, X_test, y_test and "
+        "optionally X_val, y_val (integer labels)",
+    )
+    data.add_argument(
+        "--lists", help="folder of the official split lists (default: --data)"
+    )
+    data.add_argument(
+        "--imbalance-ratio",
+        type=float,
+        help="digits and CIFAR: largest / smallest class (default 20 for digits, "
+        "100 for CIFAR)",
+    )
+    model = parser.add_argument_group("backbone")
+    model.add_argument(
+        "--backbone",
+        default="stage1",
+        help="'stage1': a network trained here on the long-tailed training set "
+        "(digits: an MLP; CIFAR: --stage1-arch); otherwise any FeatureExtractor "
+        "model name (timm, 'torchvision/<name>', 'cifar_resnet56', ...)",
+    )
+    model.add_argument("--weights", help="weights file for --backbone")
+    model.add_argument("--stage1-arch", default="cifar_resnet32")
+    model.add_argument(
+        "--stage1-epochs",
+        type=int,
+        help="default 60 for digits, 200 for CIFAR (the papers' schedule)",
+    )
+    model.add_argument("--batch-size", type=int, default=128)
+    model.add_argument("--num-workers", default="auto")
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument("--many", type=int, help="Many: n_j > MANY")
+    evaluation.add_argument("--few", type=int, help="Few: n_j < FEW")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: skltr_output/<dataset>)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the JSON here")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = Path("skltr_output") / args.dataset
+    if args.dataset == "features" and args.backbone != "stage1":
+        parser.error("--dataset features takes no --backbone: it is features.")
+    return args
+
+
+def features(args, benchmark, log):
+    """The frozen features of every split, and a description of the backbone."""
+    splits = {"train": benchmark.train, "test": benchmark.test, "val": benchmark.val}
+    splits = {name: split for name, split in splits.items() if split is not None}
+    verbose = not args.quiet
+    if benchmark.kind == "features":
+        return splits, "precomputed features"
+    if benchmark.kind == "digits":
+        epochs = args.stage1_epochs or 60
+        network = log.stage(
+            "stage 1: training the digits MLP",
+            _stage1.train_digits_network,
+            benchmark.train.X,
+            benchmark.train.y,
+            epochs=epochs,
+            seed=args.seed,
+            verbose=verbose,
+        )
+        return {
+            name: _data.Split(_stage1.digits_features(network, split.X), split.y)
+            for name, split in splits.items()
+        }, f"MLP 64-128-64 trained {epochs} epochs on the long-tailed training set"
+
+    from skltr import FeatureExtractor
+
+    name, weights = args.backbone, args.weights
+    if name == "stage1":
+        if benchmark.name not in ("cifar10", "cifar100"):
+            raise SystemExit(
+                "--backbone stage1 trains a CIFAR ResNet, for CIFAR only; name a "
+                "backbone (and --weights) for this data set."
+            )
+        from safetensors.torch import save_file
+
+        from skltr._backend import resolve_device
+
+        epochs = args.stage1_epochs or 200
+        state = log.stage(
+            f"stage 1: training {args.stage1_arch} for {epochs} epochs",
+            _stage1.train_cifar_network,
+            args.stage1_arch,
+            benchmark.train.X,
+            benchmark.train.y,
+            epochs=epochs,
+            device=resolve_device(args.device),
+            seed=args.seed,
+            verbose=verbose,
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        weights = args.out / f"stage1_{args.stage1_arch}_e{epochs}.safetensors"
+        save_file(state, weights)
+        name = args.stage1_arch
+        description = (
+            f"{name} trained {epochs} epochs on the long-tailed training set "
+            f"(stage 1), weights in {weights}"
+        )
+    else:
+        description = f"{name} ({weights or 'pretrained weights'}), frozen"
+    extractor = FeatureExtractor(
+        name,
+        weights=None if weights is None else str(weights),
+        pretrained=weights is None,
+        memory=args.out / "feature_cache",
+        batch_size=args.batch_size,
+        num_workers=args.num_workers
+        if args.num_workers == "auto"
+        else int(args.num_workers),
+        device=args.device,
+        verbose=int(verbose),
+    )
+    extractor.fit(benchmark.train.X[:1])
     return {
-        "Joint": JointClassifier(**trained),
-        "NCM": NCMClassifier(),
-        "cRT": CRTClassifier(**trained),
-        "tau-norm (tau on train)": TauNormClassifier(**trained),
-        "LWS": LWSClassifier(**trained),
-        "LORT": LORTClassifier(**trained),
-        "LogisticRegression (balanced)": make_pipeline(
-            StandardScaler(),
-            LogisticRegression(class_weight="balanced", max_iter=2000),
-        ),
-    }
+        split_name: _data.Split(
+            log.stage(
+                f"features of the {split_name} split ({len(split.y)} images)",
+                extractor.transform,
+                split.X,
+            ),
+            split.y,
+        )
+        for split_name, split in splits.items()
+    }, description
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--imbalance-ratio", type=float, default=20.0)
-    parser.add_argument("--many", type=int, default=60, help="Many: n_j > MANY")
-    parser.add_argument("--few", type=int, default=20, help="Few: n_j < FEW")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="also write every number to this file")
-    args = parser.parse_args(argv)
-
-    X_train, X_test, y_train, y_test = load_digits_lt(
-        imbalance_ratio=args.imbalance_ratio, random_state=args.seed
+    args = parse_args(argv)
+    log = StageLog()
+    benchmark = log.stage("loading the data set", _data.load, args)
+    many, few = benchmark.thresholds(args.many, args.few)
+    log(benchmark.describe())
+    splits, backbone = features(args, benchmark, log)
+    rows, fitted = log.stage(
+        "fitting every classifier",
+        _rows.fit_rows,
+        splits["train"],
+        splits["test"],
+        splits.get("val"),
+        many=many,
+        few=few,
+        device=args.device,
+        seed=args.seed,
+        log=log,
     )
-    counts = np.bincount(y_train)
-    print(
-        f"digits-LT, imbalance ratio {args.imbalance_ratio:g}: "
-        f"{len(y_train)} training images ({counts.max()} down to {counts.min()} "
-        f"per class), balanced test set of {len(y_test)}.\n"
-        f"Shot splits by training count: Many n > {args.many}, "
-        f"Medium {args.few} <= n <= {args.many}, Few n < {args.few}.\n"
+    summary = {
+        "dataset": benchmark.describe(),
+        "backbone": backbone,
+        "feature_dimension": int(np.shape(splits["train"].X)[1]),
+        "thresholds": {"many": many, "few": few},
+        "class_counts": np.bincount(benchmark.train.y).tolist(),
+    }
+    report = log.stage(
+        "writing the table, JSON and figures",
+        _report.write,
+        args.out,
+        summary,
+        rows,
+        fitted,
+        splits,
+        log,
     )
-    rows = {}
-    for name, clf in classifiers(args.device, args.seed).items():
-        start = time.perf_counter()
-        clf.fit(X_train, y_train)
-        seconds = time.perf_counter() - start
-        scores = shot_accuracy(
-            y_test,
-            clf.predict(X_test),
-            class_counts=counts,
-            labels=np.arange(10),
-            many=args.many,
-            few=args.few,
-        )
-        rows[name] = {**{k: 100 * v for k, v in scores.items()}, "fit_seconds": seconds}
-
-    print("| classifier | Many | Medium | Few | All | fit (s) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, row in rows.items():
-        print(
-            f"| {name} | {row['many']:.1f} | {row['medium']:.1f} | {row['few']:.1f} "
-            f"| {row['all']:.1f} | {row['fit_seconds']:.2f} |"
-        )
+    report["arguments"] = {k: str(v) for k, v in vars(args).items()}
+    report["stage_seconds"] = log.stages
+    (args.out / "results.json").write_text(json.dumps(report, indent=2))
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"arguments": vars(args), "rows": rows}, out, indent=2)
-    return rows
+        args.json.write_text(json.dumps(report, indent=2))
+    print(report["markdown"])
+    log(f"wrote {args.out}/results.md, results.json and the figures")
+    return report
 
 
 if __name__ == "__main__":

@@ -1,22 +1,126 @@
+"""The main job end to end on tiny configurations (the full runs are benchmarks)."""
+
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
+from PIL import Image
 
-def test_main_job_prints_every_row_and_column(tmp_path):
-    script = Path(__file__).parents[1] / "benchmarks" / "run.py"
-    out = tmp_path / "rows.json"
+RUN = Path(__file__).parents[1] / "benchmarks" / "run.py"
+COLUMNS = "| classifier | Many | Medium | Few | All | fit (s) |"
+ROWS = (
+    "Joint",
+    "NCM",
+    "cRT",
+    "tau-norm (tau on train)",
+    "LWS",
+    "LORT",
+    "logit adjustment (post-hoc)",
+    "LogisticRegression (balanced)",
+)
+FIGURES = ("weight_norms.png", "tau_sweep.png", "per_class_accuracy.png")
+
+
+def run_main_job(*arguments):
     result = subprocess.run(
-        [sys.executable, str(script), "--device", "cpu", "--json", str(out)],
+        [sys.executable, str(RUN), "--device", "cpu", "--quiet", *arguments],
         capture_output=True,
         text=True,
-        check=True,
     )
-    assert "| classifier | Many | Medium | Few | All | fit (s) |" in result.stdout
-    rows = json.loads(out.read_text())["rows"]
-    for name in ("Joint", "NCM", "cRT", "tau-norm (tau on train)", "LWS", "LORT"):
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def check_outputs(result, out, rows=ROWS):
+    assert COLUMNS in result.stdout
+    report = json.loads((out / "results.json").read_text())
+    for name in rows:
         assert f"| {name} |" in result.stdout
-        assert set(rows[name]) == {"many", "medium", "few", "all", "fit_seconds"}
-    # Re-balancing helps the tail of the long-tailed digits.
-    assert rows["cRT"]["few"] > rows["Joint"]["few"]
+        assert {"many", "medium", "few", "all", "fit_seconds"} <= set(
+            report["rows"][name]
+        )
+    assert (out / "results.md").read_text().strip() == result.stdout.strip()
+    for figure in FIGURES:
+        assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return report
+
+
+def test_main_job_on_digits(tmp_path):
+    result = run_main_job("--stage1-epochs", "5", "--out", str(tmp_path))
+    report = check_outputs(result, tmp_path, ROWS + ("tau-norm (tau on val)",))
+    many, few = report["thresholds"]["many"], report["thresholds"]["few"]
+    assert f"Many n > {many}" in result.stdout and f"Few n < {few}" in result.stdout
+    assert len(report["tau_sweep_on_test"]["tau"]) == 21
+    # A log line per stage, on stderr, with its duration.
+    for stage in ("loading the data set", "stage 1", "fitting every classifier"):
+        assert f"{stage}" in result.stderr
+    assert "done in" in result.stderr
+    assert set(report["stage_seconds"]) >= {"loading the data set"}
+
+
+def test_main_job_on_precomputed_features(tmp_path):
+    from skltr.datasets import make_long_tailed_features
+
+    X, X_test, y, y_test = make_long_tailed_features(
+        600, 8, 6, imbalance_ratio=20, n_test_per_class=20, random_state=0
+    )
+    np.savez(tmp_path / "f.npz", X_train=X, y_train=y, X_test=X_test, y_test=y_test)
+    out = tmp_path / "out"
+    result = run_main_job(
+        "--dataset", "features", "--data", str(tmp_path / "f.npz"), "--out", str(out)
+    )
+    report = check_outputs(result, out)
+    assert report["feature_dimension"] == 8
+    assert "tau-norm (tau on val)" not in report["rows"]
+
+
+def test_main_job_on_images_from_split_lists(tmp_path):
+    """The ImageNet-LT / Places-LT path: official lists, a named backbone."""
+    from safetensors.torch import save_file
+
+    from skltr.models import cifar_resnet20
+
+    rng = np.random.default_rng(0)
+    lists = {"train": [], "val": [], "test": []}
+    for label, n_train in enumerate([12, 6, 3]):
+        for split, count in (("train", n_train), ("val", 2), ("test", 3)):
+            for i in range(count):
+                relative = f"{split}/c{label}/{i}.png"
+                (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                pixels[..., label] = 255  # something to learn
+                Image.fromarray(pixels).save(tmp_path / relative)
+                lists[split].append(f"{relative} {label}")
+    for split, lines in lists.items():
+        (tmp_path / f"Places_LT_{split}.txt").write_text("\n".join(lines) + "\n")
+    torch.manual_seed(0)
+    weights = tmp_path / "r20.safetensors"
+    save_file(cifar_resnet20().state_dict(), weights)
+    out = tmp_path / "out"
+    result = run_main_job(
+        "--dataset", "places_lt", "--data", str(tmp_path),
+        "--backbone", "cifar_resnet20", "--weights", str(weights),
+        "--many", "10", "--few", "4", "--num-workers", "0", "--out", str(out),
+    )  # fmt: skip
+    report = check_outputs(result, out, ROWS + ("tau-norm (tau on val)",))
+    assert report["feature_dimension"] == 64
+    assert report["class_counts"] == [12, 6, 3]
+    assert (out / "feature_cache").is_dir()
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--dataset", "cifar10"], "needs --data"),
+        (["--dataset", "features", "--backbone", "resnet50"], "takes no --backbone"),
+    ],
+)
+def test_main_job_says_what_is_missing(arguments, message):
+    result = subprocess.run(
+        [sys.executable, str(RUN), *arguments], capture_output=True, text=True
+    )
+    assert result.returncode != 0 and message in result.stderr

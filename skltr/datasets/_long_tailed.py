@@ -103,16 +103,20 @@ def make_long_tailed(
     {
         "imbalance_ratio": [Interval(Real, 1, None, closed="left")],
         "test_per_class": [Interval(Integral, 1, 150, closed="both")],
+        "val_per_class": [Interval(Integral, 0, 100, closed="both")],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
 )
-def load_digits_lt(*, imbalance_ratio=10, test_per_class=50, random_state=0):
+def load_digits_lt(
+    *, imbalance_ratio=10, test_per_class=50, val_per_class=0, random_state=0
+):
     """scikit-learn's bundled digits, long-tailed on the training side.
 
-    The first ``test_per_class`` images of each digit (after a seeded shuffle)
-    form a balanced test set; the rest are cut to the exponential profile with
-    n_max the smallest remaining class size (about 125).
+    After a seeded shuffle, the first ``test_per_class`` images of each digit
+    form a balanced test set and the next ``val_per_class`` a balanced
+    validation set; the rest are cut to the exponential profile with n_max
+    the smallest remaining class size (about 125 without validation).
 
     Parameters
     ----------
@@ -120,13 +124,17 @@ def load_digits_lt(*, imbalance_ratio=10, test_per_class=50, random_state=0):
         Largest over smallest training class size.
     test_per_class : int, default=50
         Test images per digit.
+    val_per_class : int, default=0
+        Validation images per digit; with 0 there is no validation set.
     random_state : int, RandomState instance or None, default=0
-        Seeds the shuffle that decides which images are test images.
+        Seeds the shuffle that decides which images go where.
 
     Returns
     -------
     X_train, X_test, y_train, y_test : ndarray
         8x8 images as 64 pixel features in [0, 16], and digit labels.
+        With ``val_per_class > 0``: ``X_train, X_val, X_test, y_train, y_val,
+        y_test``.
 
     Examples
     --------
@@ -134,14 +142,23 @@ def load_digits_lt(*, imbalance_ratio=10, test_per_class=50, random_state=0):
     >>> X_train, X_test, y_train, y_test = load_digits_lt(imbalance_ratio=10)
     >>> X_test.shape
     (500, 64)
+    >>> X_train, X_val, X_test, y_train, y_val, y_test = load_digits_lt(
+    ...     val_per_class=20)
+    >>> X_val.shape
+    (200, 64)
     """
     X, y = load_digits(return_X_y=True)
     order = check_random_state(random_state).permutation(len(y))
     X, y = X[order], y[order]
-    test = np.concatenate([np.flatnonzero(y == d)[:test_per_class] for d in range(10)])
-    rest = np.setdiff1d(np.arange(len(y)), test)
+    per_digit = [np.flatnonzero(y == d) for d in range(10)]
+    test = np.sort(np.concatenate([rows[:test_per_class] for rows in per_digit]))
+    end = test_per_class + val_per_class
+    val = np.sort(np.concatenate([rows[test_per_class:end] for rows in per_digit]))
+    rest = np.sort(np.concatenate([rows[end:] for rows in per_digit]))
     n_max = np.bincount(y[rest]).min()
     train = rest[
         make_long_tailed(y[rest], imbalance_ratio=imbalance_ratio, max_per_class=n_max)
     ]
-    return X[train], X[np.sort(test)], y[train], y[np.sort(test)]
+    if val_per_class:
+        return X[train], X[val], X[test], y[train], y[val], y[test]
+    return X[train], X[test], y[train], y[test]

@@ -1,0 +1,141 @@
+"""The benchmark's data sets: what each one loads, and its shot thresholds."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skltr.datasets import (
+    load_cifar10_lt,
+    load_cifar100_lt,
+    load_digits_lt,
+    load_split_list,
+)
+
+# The split lists of the Decoupling paper's code release, by data set. The
+# papers evaluate iNaturalist 2018 on its validation set (it has no test set).
+SPLIT_LISTS = {
+    "imagenet_lt": {
+        "train": "ImageNet_LT_train.txt",
+        "val": "ImageNet_LT_val.txt",
+        "test": "ImageNet_LT_test.txt",
+    },
+    "places_lt": {
+        "train": "Places_LT_train.txt",
+        "val": "Places_LT_val.txt",
+        "test": "Places_LT_test.txt",
+    },
+    "inat2018": {"train": "iNaturalist18_train.txt", "test": "iNaturalist18_val.txt"},
+}
+DATASETS = ("digits", "cifar10", "cifar100", *SPLIT_LISTS, "features")
+
+# Shot thresholds (Many n > many, Few n < few). The reference 100 / 20 where
+# the papers use them; CIFAR-10-LT's head has 5,000 images, so there the
+# splits of the calibration in issue 5 (Many n >= 1500, Few n < 200).
+THRESHOLDS = {
+    "cifar10": (1499, 200),
+    "cifar100": (100, 20),
+    "imagenet_lt": (100, 20),
+    "places_lt": (100, 20),
+    "inat2018": (100, 20),
+}
+
+
+@dataclass
+class Split:
+    X: object  # images, paths, pixels or features
+    y: np.ndarray
+
+
+@dataclass
+class Benchmark:
+    name: str
+    kind: str  # "digits", "images" or "features"
+    train: Split
+    test: Split
+    val: Split | None = None
+
+    def thresholds(self, many=None, few=None):
+        """The given thresholds, the data set's own, or thirds of the log range."""
+        default = THRESHOLDS.get(self.name)
+        if default is None:
+            counts = np.bincount(self.train.y)
+            counts = counts[counts > 0]
+            high, low = np.log(counts.max()), np.log(counts.min())
+            # Classes split into three equal ranges of log training count.
+            default = (
+                int(np.exp(high - (high - low) / 3)),
+                int(np.ceil(np.exp(low + (high - low) / 3))),
+            )
+        return (
+            default[0] if many is None else many,
+            default[1] if few is None else few,
+        )
+
+    def describe(self):
+        counts = np.bincount(self.train.y)
+        text = (
+            f"{self.name}: {len(self.train.y)} training samples, {len(counts)} "
+            f"classes ({counts.max()} down to {counts[counts > 0].min()} per "
+            f"class), {len(self.test.y)} test samples"
+        )
+        if self.val is not None:
+            text += f", {len(self.val.y)} validation samples"
+        return text + "."
+
+
+def load(args):
+    """The data set the command line names."""
+    name = args.dataset
+    if name == "digits":
+        X, X_val, X_test, y, y_val, y_test = load_digits_lt(
+            imbalance_ratio=args.imbalance_ratio or 20,
+            val_per_class=20,
+            random_state=args.seed,
+        )
+        return Benchmark(
+            name, "digits", Split(X, y), Split(X_test, y_test), Split(X_val, y_val)
+        )
+    if args.data is None:
+        raise SystemExit(f"--dataset {name} needs --data (where the data set is).")
+    if name in ("cifar10", "cifar100"):
+        loader = load_cifar10_lt if name == "cifar10" else load_cifar100_lt
+        X, X_test, y, y_test = loader(
+            args.data, imbalance_ratio=args.imbalance_ratio or 100
+        )
+        return Benchmark(name, "images", Split(X, y), Split(X_test, y_test))
+    if name in SPLIT_LISTS:
+        lists = Path(args.lists or args.data)
+        splits = {
+            split: Split(*load_split_list(lists / file, args.data))
+            for split, file in SPLIT_LISTS[name].items()
+        }
+        return Benchmark(
+            name, "images", splits["train"], splits["test"], splits.get("val")
+        )
+    return Benchmark(name, "features", *_load_features(Path(args.data)))
+
+
+def _load_features(path):
+    """train, test and optional val splits from an .npz or a folder of .npy."""
+    if path.is_dir():
+        arrays = {
+            file.stem: np.load(file, mmap_mode="r") for file in path.glob("*.npy")
+        }
+    else:
+        with np.load(path) as archive:
+            arrays = dict(archive)
+    splits = []
+    for split in ("train", "test", "val"):
+        has = f"X_{split}" in arrays, f"y_{split}" in arrays
+        if split != "val" and not all(has):
+            raise SystemExit(
+                f"{path} must hold X_train, y_train, X_test and y_test (and "
+                f"optionally X_val, y_val); it has {sorted(arrays)}."
+            )
+        splits.append(
+            Split(arrays[f"X_{split}"], np.asarray(arrays[f"y_{split}"]))
+            if all(has)
+            else None
+        )
+    return splits

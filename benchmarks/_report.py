@@ -1,0 +1,98 @@
+"""The table, the JSON of every number, and the figures of one benchmark run."""
+
+import numpy as np
+
+from skltr.metrics import tau_sweep
+from skltr.metrics._shot import per_class_accuracy
+
+WEIGHT_NORM_ROWS = ("Joint", "cRT", "tau-norm (tau on train)", "LWS", "LORT")
+PER_CLASS_ROWS = ("Joint", "NCM", "cRT", "tau-norm (tau on train)", "LWS", "LORT")
+
+
+def markdown(summary, rows):
+    many, few = summary["thresholds"]["many"], summary["thresholds"]["few"]
+    lines = [
+        f"{summary['dataset']}",
+        f"Backbone: {summary['backbone']}; {summary['feature_dimension']}-d features.",
+        f"Shot splits by training samples: Many n > {many}, Medium "
+        f"{few} <= n <= {many}, Few n < {few}. Balanced test accuracy (%), the "
+        "mean of per-class accuracies; fit time in seconds (the re-balancers of "
+        "the joint classifier exclude its fit).",
+        "",
+        "| classifier | Many | Medium | Few | All | fit (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        cells = " | ".join(
+            "-" if np.isnan(row[split]) else f"{row[split]:.1f}"
+            for split in ("many", "medium", "few", "all")
+        )
+        lines.append(f"| {name} | {cells} | {row['fit_seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+def write(out, summary, rows, fitted, splits, log):
+    """Write results.md and the figures under ``out``; return the report dict."""
+    out.mkdir(parents=True, exist_ok=True)
+    many, few = summary["thresholds"]["many"], summary["thresholds"]["few"]
+    test = splits["test"]
+    joint = fitted["Joint"]
+    sweep = tau_sweep(joint, test.X, test.y, many=many, few=few)
+    labels = joint.classes_
+    per_class = {
+        name: per_class_accuracy(test.y, fitted[name].predict(test.X), labels)[0]
+        for name in PER_CLASS_ROWS
+    }
+    report = {
+        **summary,
+        "rows": rows,
+        "tau_sweep_on_test": {k: v.tolist() for k, v in sweep.items()},
+        "weight_norms": {
+            name: np.linalg.norm(fitted[name].coef_, axis=1).tolist()
+            for name in WEIGHT_NORM_ROWS
+        },
+        "per_class_accuracy": {k: v.tolist() for k, v in per_class.items()},
+        "figures": [],
+    }
+    report["markdown"] = markdown(summary, rows)
+    (out / "results.md").write_text(report["markdown"] + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    except ImportError:
+        log("no figures: matplotlib is not installed (pip install 'skltr[plot]')")
+        return report
+    import matplotlib.pyplot as plt
+
+    from skltr.plotting import (
+        plot_per_class_accuracy,
+        plot_tau_sweep,
+        plot_weight_norms,
+    )
+
+    figures = {
+        "weight_norms.png": lambda ax: plot_weight_norms(
+            {name: fitted[name] for name in WEIGHT_NORM_ROWS}, ax=ax
+        ),
+        "tau_sweep.png": lambda ax: plot_tau_sweep(
+            joint, test.X, test.y, many=many, few=few, ax=ax
+        ),
+        "per_class_accuracy.png": lambda ax: plot_per_class_accuracy(
+            {name: fitted[name] for name in ("Joint", "cRT", "NCM")},
+            test.X,
+            test.y,
+            many=many,
+            few=few,
+            ax=ax,
+        ),
+    }
+    for file, draw in figures.items():
+        figure, ax = plt.subplots(figsize=(6, 4))
+        draw(ax)
+        ax.set_title(f"{ax.get_title()}: {summary['dataset'].split(':')[0]}")
+        figure.tight_layout()
+        figure.savefig(out / file, dpi=100)
+        plt.close(figure)
+        report["figures"].append(file)
+    return report
