@@ -133,9 +133,14 @@ def _load_features(path):
                 f"{path} must hold X_train, y_train, X_test and y_test (and "
                 f"optionally X_val, y_val); it has {sorted(arrays)}."
             )
-        splits.append(
-            Split(arrays[f"X_{split}"], np.asarray(arrays[f"y_{split}"]))
-            if all(has)
-            else None
-        )
+        if not all(has):
+            splits.append(None)
+            continue
+        y = np.asarray(arrays[f"y_{split}"])
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise SystemExit(
+                f"y_{split} in {path} must hold class indices 0 to C - 1; encode "
+                "other labels with sklearn.preprocessing.LabelEncoder first."
+            )
+        splits.append(Split(arrays[f"X_{split}"], y))
     return splits
