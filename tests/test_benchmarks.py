@@ -112,6 +112,29 @@ def test_main_job_on_images_from_split_lists(tmp_path):
     assert (out / "feature_cache").is_dir()
 
 
+def test_main_job_trains_a_cifar_stage1_network(tmp_path):
+    """The papers' setting: a CIFAR ResNet trained here, then frozen."""
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 12), ("test", 2)):
+        for label in range(10):
+            folder = tmp_path / "cifar" / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.png")
+    out = tmp_path / "out"
+    result = run_main_job(
+        "--dataset", "cifar10", "--data", str(tmp_path / "cifar"),
+        "--imbalance-ratio", "4", "--backbone", "stage1",
+        "--stage1-arch", "cifar_resnet20", "--stage1-epochs", "1",
+        "--num-workers", "0", "--out", str(out),
+    )  # fmt: skip
+    report = check_outputs(result, out)
+    assert report["class_counts"] == [12, 10, 8, 7, 6, 5, 4, 4, 3, 3]
+    assert "cifar_resnet20 trained 1 epochs" in report["backbone"]
+    assert (out / "stage1_cifar_resnet20_e1.safetensors").is_file()
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [
