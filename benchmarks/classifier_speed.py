@@ -1,0 +1,186 @@
+"""Classifier fit speed against scikit-learn and against the machine's limit.
+
+On synthetic long-tailed features (``make_long_tailed_features``) of a given
+size, every trained classifier is fit with its defaults and timed against the
+peer a user would reach for, ``make_pipeline(StandardScaler(),
+LogisticRegression(class_weight="balanced"))``, in the same run; balanced
+accuracy on a balanced test set is reported beside each. The machine's limit
+is the float32 matrix-product rate measured with torch for the shapes of one
+training step; cRT's time per epoch (from fits of two lengths, so that fixed
+costs cancel) is reported against it.
+
+    python benchmarks/classifier_speed.py --size cifar100
+    python benchmarks/classifier_speed.py --size imagenet --peer-budget 600
+
+Sizes: cifar100 (N = 10,847, d = 512, C = 100), imagenet (115,846, 2,048,
+1,000), inat (437,513, 2,048, 8,142), or --n-samples / --n-features /
+--n-classes.
+
+When the peer would not finish within ``--peer-budget`` seconds, it is run
+with fewer lbfgs iterations and its full time is extrapolated: (time per
+iteration, measured) x (iterations it needs to converge at this size, taken
+from a converged run on a 10% subsample of the rows, which needs about as
+many). The table says when a figure is extrapolated.
+"""
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skltr import (
+    CRTClassifier,
+    JointClassifier,
+    LORTClassifier,
+    LWSClassifier,
+    NCMClassifier,
+    TauNormClassifier,
+)
+from skltr.datasets import make_long_tailed_features
+
+SIZES = {
+    "cifar100": (10_847, 512, 100),
+    "imagenet": (115_846, 2_048, 1_000),
+    "inat": (437_513, 2_048, 8_142),
+}
+
+
+def matmul_rate(batch, n_features, n_classes, device, seconds=2.0):
+    """Measured float32 FLOP/s of one step's products: forward and weight grad."""
+    X = torch.randn(batch, n_features, device=device)
+    W = torch.randn(n_classes, n_features, device=device)
+    G = torch.randn(batch, n_classes, device=device)
+    flops_per_step = 2 * (2 * batch * n_features * n_classes)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        X @ W.T
+        G.T @ X
+        steps += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * flops_per_step / (time.perf_counter() - start)
+
+
+def timed_fit(estimator, X, y):
+    start = time.perf_counter()
+    estimator.fit(X, y)
+    return time.perf_counter() - start
+
+
+def peer(max_iter):
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(class_weight="balanced", max_iter=max_iter),
+    )
+
+
+def time_peer(X, y, budget, seed):
+    """Seconds the peer needs to converge, measured or extrapolated, and how.
+
+    The runs cut short on purpose warn that they did not converge; those
+    warnings are silenced.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return _time_peer(X, y, budget, seed)
+
+
+def _time_peer(X, y, budget, seed):
+    rows = np.random.default_rng(seed).permutation(len(y))[: max(1, len(y) // 10)]
+    probe = peer(1000).fit(X[rows], y[rows])
+    iterations = int(probe[-1].n_iter_[0])
+    one = peer(1)
+    seconds_one = timed_fit(one, X, y)
+    if seconds_one * iterations <= budget:
+        model = peer(1000)
+        return timed_fit(model, X, y), model, "measured"
+    few = max(2, int(budget / seconds_one / 2))
+    model = peer(few)
+    seconds = timed_fit(model, X, y)
+    per_iteration = (seconds - seconds_one) / (few - 1)
+    estimate = seconds_one + per_iteration * (iterations - 1)
+    how = (
+        f"extrapolated: {few} of ~{iterations} iterations run "
+        f"({per_iteration:.1f} s each)"
+    )
+    return estimate, model, how
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=SIZES, default="cifar100")
+    parser.add_argument("--n-samples", type=int)
+    parser.add_argument("--n-features", type=int)
+    parser.add_argument("--n-classes", type=int)
+    parser.add_argument("--imbalance-ratio", type=float, default=100)
+    parser.add_argument("--peer-budget", type=float, default=600)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    n, d, c = SIZES[args.size]
+    n, d, c = args.n_samples or n, args.n_features or d, args.n_classes or c
+
+    from skltr._backend import resolve_device
+
+    device = resolve_device(args.device)
+    X, X_test, y, y_test = make_long_tailed_features(
+        n, d, c, imbalance_ratio=args.imbalance_ratio, random_state=args.seed
+    )
+    print(
+        f"N = {n}, d = {d}, C = {c}, imbalance ratio {args.imbalance_ratio:g}, "
+        f"{len(y_test)} balanced test rows; device {device}, "
+        f"{torch.get_num_threads()} torch threads.\n"
+    )
+    peer_seconds, peer_model, how = time_peer(X, y, args.peer_budget, args.seed)
+    peer_accuracy = balanced_accuracy_score(y_test, peer_model.predict(X_test))
+    trained = {"device": str(device), "random_state": args.seed}
+    rows = {
+        "JointClassifier": JointClassifier(**trained),
+        "CRTClassifier": CRTClassifier(**trained),
+        "NCMClassifier": NCMClassifier(),
+        "TauNormClassifier": TauNormClassifier(**trained),
+        "LWSClassifier": LWSClassifier(**trained),
+        "LORTClassifier": LORTClassifier(**trained),
+    }
+    print("| classifier | fit (s) | peer fit / fit | balanced acc. |")
+    print("|---|---:|---:|---:|")
+    print(
+        f"| peer: scaler + LogisticRegression(balanced) | {peer_seconds:.2f} "
+        f"| 1.0 | {100 * peer_accuracy:.1f} |"
+    )
+    for name, estimator in rows.items():
+        seconds = timed_fit(estimator, X, y)
+        accuracy = balanced_accuracy_score(y_test, estimator.predict(X_test))
+        print(
+            f"| {name} (defaults) | {seconds:.2f} | {peer_seconds / seconds:.1f} "
+            f"| {100 * accuracy:.1f} |"
+        )
+    print(f"\nPeer time: {how}.")
+
+    # Machine limit: cRT's time per epoch from two fit lengths.
+    batch = CRTClassifier().batch_size
+    rate = matmul_rate(batch, d, c, device)
+    short = timed_fit(CRTClassifier(epochs=2, **trained), X, y)
+    long = timed_fit(CRTClassifier(epochs=12, **trained), X, y)
+    epoch = (long - short) / 10
+    needed = 4 * n * d * c  # forward and weight gradient; features need none
+    convention = 6 * n * d * c
+    print(
+        f"\nMeasured float32 matrix-product rate for a ({batch} x {d}) by "
+        f"({d} x {c}) step: {rate / 1e9:.1f} GFLOP/s.\n"
+        f"cRT epoch: {epoch:.3f} s; {needed / epoch / 1e9:.1f} GFLOP/s of the "
+        f"4NdC it computes ({needed / epoch / rate:.0%} of the measured rate); "
+        f"counted as 6NdC: {convention / epoch / 1e9:.1f} GFLOP/s "
+        f"({convention / epoch / rate:.0%})."
+    )
+
+
+if __name__ == "__main__":
+    main()
