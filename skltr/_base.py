@@ -182,16 +182,22 @@ class BaseLinearClassifier(BaseLongTailClassifier):
     """
 
     def _preprocess(self, X):
-        """Rows as the linear head sees them: standardised if fitted so."""
+        """Rows as the linear head sees them, standardised if fitted so.
+
+        Always a new float64 array (standardised in place, so a chunk of rows
+        costs one temporary of its size); the caller's rows are never
+        modified. In float64 because a float32 product's rounding depends on
+        how many rows BLAS sees at once, and a row's prediction must not
+        depend on its neighbours.
+        """
+        X = np.array(X, dtype=np.float64)
         if self.feature_mean_ is not None:
-            X = (X - self.feature_mean_) / self.feature_scale_
+            X -= self.feature_mean_
+            X /= self.feature_scale_
         return X
 
     def _scores(self, X):
-        # In float64: a float32 product's rounding depends on how many rows BLAS
-        # sees at once, and a row's prediction must not depend on its neighbours.
-        X = self._preprocess(X.astype(np.float64, copy=False))
-        return X @ self.coef_.T.astype(np.float64) + self.intercept_
+        return self._preprocess(X) @ self.coef_.T.astype(np.float64) + self.intercept_
 
 
 def standardisation(X):

@@ -91,8 +91,11 @@ def tau_sweep(estimator, X, y, *, taus=None, class_counts=None, many=100, few=20
             "has none."
         )
     X = validate_data(final, X, reset=False, dtype=(np.float64, np.float32))
-    if isinstance(final, BaseLinearClassifier):
-        X = final._preprocess(X)
+    preprocess = (
+        final._preprocess
+        if isinstance(final, BaseLinearClassifier)
+        else lambda rows: np.asarray(rows, dtype=np.float64)
+    )
     y = column_or_1d(y)
     if class_counts is None:
         labels, counts = fitted_class_counts(final)
@@ -103,7 +106,10 @@ def tau_sweep(estimator, X, y, *, taus=None, class_counts=None, many=100, few=20
     taus = DEFAULT_TAU_GRID if taus is None else column_or_1d(taus).astype(float)
     coef = np.asarray(coef, dtype=np.float64)
     correct = correct_by_tau(
-        ((encoded[rows], X[rows] @ coef.T) for rows in iter_row_chunks(*X.shape)),
+        (
+            (encoded[rows], preprocess(X[rows]) @ coef.T)
+            for rows in iter_row_chunks(*X.shape)
+        ),
         np.linalg.norm(coef, axis=1),
         taus,
         len(labels),
