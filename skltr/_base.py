@@ -88,7 +88,10 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         return scores
 
     def _iter_scores(self, X):
-        for rows in iter_row_chunks(*X.shape):
+        # A chunk holds its rows' features and their scores: size it by the
+        # wider of the two, so that many classes do not blow up a chunk.
+        width = max(X.shape[1], len(self.classes_))
+        for rows in iter_row_chunks(X.shape[0], width):
             yield np.asarray(self._scores(X[rows]), dtype=np.float64)
 
     def decision_function(self, X):
@@ -197,7 +200,9 @@ class BaseLinearClassifier(BaseLongTailClassifier):
         return X
 
     def _scores(self, X):
-        return self._preprocess(X) @ self.coef_.T.astype(np.float64) + self.intercept_
+        scores = self._preprocess(X) @ self.coef_.T.astype(np.float64)
+        scores += self.intercept_
+        return scores
 
 
 def standardisation(X):

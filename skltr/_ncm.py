@@ -21,8 +21,10 @@ from ._base import BaseLongTailClassifier
 from ._docstrings import fill_doc
 
 # Rows used to fit the softmax temperature: enough for a one-parameter fit,
-# few enough that their scores fit in memory for any number of classes.
+# and few enough that their (rows x classes) scores stay near 32 MB when there
+# are many classes (at least 1,000 rows whatever the number of classes).
 _TEMPERATURE_FIT_ROWS = 10_000
+_TEMPERATURE_FIT_SCORES = 4_000_000
 
 
 @fill_doc()
@@ -54,8 +56,9 @@ class NCMClassifier(BaseLongTailClassifier):
         temperature. The scores of normalised features span a range of about
         4, so with a temperature of 1 the probabilities would be nearly uniform
         over many classes; ``"auto"`` fits the temperature that minimises the
-        log-loss on (up to 10,000 evenly spaced) training samples. It changes
-        probabilities only, never predictions.
+        log-loss on up to 10,000 evenly spaced training samples (fewer with
+        more than 400 classes, so that their scores stay small; never fewer
+        than 1,000). It changes probabilities only, never predictions.
 
     Attributes
     ----------
@@ -128,14 +131,16 @@ class NCMClassifier(BaseLongTailClassifier):
         )
 
     def _normalise(self, X):
-        X = np.asarray(X, dtype=np.float64)
+        """A new float64 array of the rows, normalised in place."""
+        X = np.array(X, dtype=np.float64)
         if self.normalization == "none":
             return X
         if self.feature_mean_ is not None:
-            X = X - self.feature_mean_
+            X -= self.feature_mean_
         norms = np.linalg.norm(X, axis=1, keepdims=True)
         # A row equal to the mean has no direction; it stays at the origin.
-        return X / np.where(norms > 0, norms, 1.0)
+        X /= np.where(norms > 0, norms, 1.0)
+        return X
 
     def _scores(self, X):
         Z = self._normalise(X)
@@ -157,10 +162,13 @@ class NCMClassifier(BaseLongTailClassifier):
         return scores / self.temperature_
 
     def _fit_temperature(self, X, y):
-        rows = np.unique(
-            np.linspace(0, len(y) - 1, min(len(y), _TEMPERATURE_FIT_ROWS)).astype(int)
+        n_rows = min(
+            len(y),
+            _TEMPERATURE_FIT_ROWS,
+            max(1_000, _TEMPERATURE_FIT_SCORES // len(self.classes_)),
         )
-        scores = self._scores(X[rows])
+        rows = np.unique(np.linspace(0, len(y) - 1, n_rows).astype(int))
+        scores = np.concatenate(list(self._iter_scores(X[rows])))
         true_scores = scores[np.arange(len(rows)), y[rows]]
 
         def log_loss(log_temperature):
