@@ -3,10 +3,8 @@
 import numpy as np
 
 from skltr.metrics import tau_sweep
-from skltr.metrics._shot import per_class_accuracy
 
 WEIGHT_NORM_ROWS = ("Joint", "cRT", "tau-norm (tau on train)", "LWS", "LORT")
-PER_CLASS_ROWS = ("Joint", "NCM", "cRT", "tau-norm (tau on train)", "LWS", "LORT")
 
 
 def markdown(summary, rows):
@@ -39,18 +37,13 @@ def markdown(summary, rows):
     return "\n".join(lines)
 
 
-def write(out, summary, rows, fitted, splits, log):
+def write(out, summary, rows, fitted, per_class, splits, log):
     """Write results.md and the figures under ``out``; return the report dict."""
     out.mkdir(parents=True, exist_ok=True)
     many, few = summary["thresholds"]["many"], summary["thresholds"]["few"]
     test = splits["test"]
     joint = fitted["Joint"]
     sweep = tau_sweep(joint, test.X, test.y, many=many, few=few)
-    labels = joint.classes_
-    per_class = {
-        name: per_class_accuracy(test.y, fitted[name].predict(test.X), labels)[0]
-        for name in PER_CLASS_ROWS
-    }
     report = {
         **summary,
         "rows": rows,

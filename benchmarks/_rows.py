@@ -16,7 +16,8 @@ from skltr import (
     NCMClassifier,
     TauNormClassifier,
 )
-from skltr.metrics import shot_accuracy, tau_sweep
+from skltr.metrics import tau_sweep
+from skltr.metrics._shot import class_count_table, per_class_accuracy, split_table
 
 
 class LogitAdjusted:
@@ -38,31 +39,28 @@ class LogitAdjusted:
 def fit_rows(train, test, val, *, many, few, device, seed, log):
     """Fit every row on ``train`` and score it on ``test``.
 
-    Returns ``(rows, fitted)``: the scores and fit time of each row, and the
-    fitted classifiers by row name. tau-norm, LWS, LORT and the logit
+    Returns ``(rows, fitted, per_class)``: the split scores and fit time of
+    each row, the fitted classifiers, and each row's per-class test accuracy,
+    by row name. tau-norm, LWS, LORT and the logit
     adjustment re-balance the Joint row's classifier (decoupled training):
     their fit times exclude the joint fit.
     """
     trained = {"device": device, "random_state": seed}
     counts = np.bincount(train.y)
-    labels = np.arange(len(counts))
-    fitted, rows = {}, {}
+    labels, counts = class_count_table(test.y, counts, np.arange(len(counts)))
+    fitted, rows, per_class = {}, {}, {}
 
     def run(name, estimator):
         start = time.perf_counter()
         estimator.fit(train.X, train.y)
         seconds = time.perf_counter() - start
-        scores = shot_accuracy(
-            test.y,
-            estimator.predict(test.X),
-            class_counts=counts,
-            labels=labels,
-            many=many,
-            few=few,
+        accuracy, support = per_class_accuracy(
+            test.y, estimator.predict(test.X), labels
         )
-        rows[name] = {split: 100 * value for split, value in scores.items()}
+        table = split_table(accuracy, support, counts, many=many, few=few)
+        rows[name] = {split: 100 * value["accuracy"] for split, value in table.items()}
         rows[name]["fit_seconds"] = seconds
-        fitted[name] = estimator
+        fitted[name], per_class[name] = estimator, accuracy
         log(
             f"{name}: All {rows[name]['all']:.1f}, Few {rows[name]['few']:.1f}, "
             f"fit {seconds:.2f} s"
@@ -90,4 +88,4 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
             LogisticRegression(class_weight="balanced", max_iter=1000),
         ),
     )
-    return rows, fitted
+    return rows, fitted, per_class

@@ -206,7 +206,7 @@ def main(argv=None):
     many, few = benchmark.thresholds(args.many, args.few)
     log(benchmark.describe())
     splits, backbone = features(args, benchmark, log)
-    rows, fitted = log.stage(
+    rows, fitted, per_class = log.stage(
         "fitting every classifier",
         _rows.fit_rows,
         splits["train"],
@@ -232,6 +232,7 @@ def main(argv=None):
         summary,
         rows,
         fitted,
+        per_class,
         splits,
         log,
     )
