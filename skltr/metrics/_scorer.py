@@ -30,9 +30,19 @@ def final_estimator(estimator, X=None):
             return estimator if X is None else (estimator, X)
 
 
-def fitted_class_counts(estimator):
-    """``(classes_, class_counts_)`` of the classifier at the end of ``estimator``."""
+def training_counts(estimator, class_counts=None, labels=None):
+    """``(labels, counts)`` of the training samples per class.
+
+    The given ``class_counts`` (a dict from label to count, or an array that
+    follows ``labels``, by default the estimator's ``classes_``), else the
+    ``class_counts_`` of the classifier at the end of ``estimator``.
+    """
+    if isinstance(class_counts, dict):
+        return np.asarray(list(class_counts)), np.asarray(list(class_counts.values()))
     final = final_estimator(estimator)
+    if class_counts is not None:
+        labels = final.classes_ if labels is None else labels
+        return np.asarray(labels), np.asarray(class_counts)
     counts = getattr(final, "class_counts_", None)
     if counts is None:
         raise ValueError(
@@ -64,18 +74,7 @@ class _ShotScorer:
                 "The shot accuracies are unweighted means of per-class "
                 "accuracies; they do not take sample_weight."
             )
-        if self.class_counts is None:
-            labels, counts = fitted_class_counts(estimator)
-        elif isinstance(self.class_counts, dict):
-            labels = np.asarray(list(self.class_counts))
-            counts = np.asarray(list(self.class_counts.values()))
-        else:
-            counts = np.asarray(self.class_counts)
-            labels = (
-                final_estimator(estimator).classes_
-                if self.labels is None
-                else np.asarray(self.labels)
-            )
+        labels, counts = training_counts(estimator, self.class_counts, self.labels)
         # A class of the test fold that the training fold lacked had 0
         # training samples: a few-shot class, not an error.
         unseen = np.setdiff1d(np.unique(y_true), labels)

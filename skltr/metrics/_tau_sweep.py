@@ -10,7 +10,7 @@ from .._backend import iter_row_chunks
 from .._base import BaseLinearClassifier
 from .._docstrings import fill_doc
 from .._tau_norm import DEFAULT_TAU_GRID, correct_by_tau
-from ._scorer import final_estimator, fitted_class_counts
+from ._scorer import final_estimator, training_counts
 from ._shot import SPLITS, class_count_table, split_table
 
 
@@ -97,10 +97,7 @@ def tau_sweep(estimator, X, y, *, taus=None, class_counts=None, many=100, few=20
         else lambda rows: np.asarray(rows, dtype=np.float64)
     )
     y = column_or_1d(y)
-    if class_counts is None:
-        labels, counts = fitted_class_counts(final)
-    else:
-        labels, counts = final.classes_, class_counts
+    labels, counts = training_counts(final, class_counts)
     labels, counts = class_count_table(y, counts, labels)
     encoded = np.searchsorted(labels, y)
     taus = DEFAULT_TAU_GRID if taus is None else column_or_1d(taus).astype(float)

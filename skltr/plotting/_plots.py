@@ -4,7 +4,7 @@ and per-class accuracy against training count."""
 import numpy as np
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ..metrics._scorer import final_estimator, fitted_class_counts
+from ..metrics._scorer import final_estimator, training_counts
 from ..metrics._shot import class_count_table, per_class_accuracy, split_names
 from ..metrics._tau_sweep import tau_sweep
 
@@ -41,12 +41,12 @@ def _default_name(estimator):
 def _labels_and_counts(estimators, class_counts):
     """Classes and training counts: the given counts, or the first estimator's."""
     first = next(iter(estimators.values()))
-    if class_counts is not None:
-        labels = final_estimator(first).classes_ if hasattr(first, "fit") else None
-        return labels, column_or_1d(class_counts)
     if not hasattr(first, "fit"):
-        raise ValueError("Pass class_counts= with weight arrays.")
-    return fitted_class_counts(first)
+        if class_counts is None:
+            raise ValueError("Pass class_counts= with weight arrays.")
+        return None, column_or_1d(class_counts)
+    labels, counts = training_counts(first, class_counts)
+    return labels, column_or_1d(counts)
 
 
 def plot_weight_norms(estimators, *, class_counts=None, ax=None):
