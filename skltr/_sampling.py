@@ -94,24 +94,29 @@ class _ClassCycles:
         self.positions = np.zeros(n_classes, dtype=np.int64)
 
     def take(self, j, count):
-        taken = []
-        while count > 0:
-            order, position = self.orders[j], self.positions[j]
-            if position == len(order):
-                self.orders[j] = order = self.rng.permutation(self.members[j])
-                position = 0
-            step = min(count, len(order) - position)
-            taken.append(order[position : position + step])
-            self.positions[j] = position + step
-            count -= step
-        return np.concatenate(taken) if taken else np.empty(0, dtype=np.int64)
+        """The next ``count`` samples of class ``j``, reshuffling as it wraps."""
+        order, position = self.orders[j], self.positions[j]
+        rest = order[position : position + count]
+        if len(rest) == count:
+            self.positions[j] = position + count
+            return rest
+        # Wrap around as many times as needed with fresh shuffles at once.
+        members = self.members[j]
+        n_shuffles = -(-(count - len(rest)) // len(members))
+        shuffles = self.rng.permuted(np.tile(members, (n_shuffles, 1)), axis=1)
+        self.orders[j] = shuffles[-1]
+        self.positions[j] = (count - len(rest)) - (n_shuffles - 1) * len(members)
+        return np.concatenate([rest, shuffles.ravel()])[:count]
 
     def draw(self, classes):
         """One sample of each class in ``classes``, in that order."""
         out = np.empty(len(classes), dtype=np.int64)
-        for j in np.unique(classes):
-            where = np.flatnonzero(classes == j)
-            out[where] = self.take(j, len(where))
+        # Grouping by one stable sort keeps this O(n log n) with many classes.
+        by_class = np.argsort(classes, kind="stable")
+        counts = np.bincount(classes, minlength=len(self.members))
+        ends = np.cumsum(counts)
+        for j in np.flatnonzero(counts):
+            out[by_class[ends[j] - counts[j] : ends[j]]] = self.take(j, counts[j])
         return out
 
 
