@@ -3,7 +3,8 @@
 Three things live here and nowhere else: turning a ``device`` parameter into a
 ``torch.device``, getting training features onto that device (whole when they
 fit, in minibatch-sized pieces when they do not), and the minibatch SGD loop
-with its cosine schedule.
+with its cosine schedule and its two kinds of step (autograd, and the closed
+form of a linear layer's cross-entropy).
 """
 
 import math
@@ -120,18 +121,19 @@ def feature_moments(X):
     return mean, squared / n_samples
 
 
-def feature_scaled_lr(lr, mean_squared_norm):
-    """The SGD step size for weights that multiply the features.
+def feature_scaled_lr(lr, curvature):
+    """The SGD step size for parameters whose loss has curvature ``curvature``.
 
-    Dividing ``lr`` by the mean squared norm of the features makes a step change
-    the logits by the same amount whatever the scale and dimension of the
-    features: ``lr`` means the same thing for a 64-d ResNet feature and a
-    2048-d one, and SGD stays stable for any ``lr`` below about 7 (the
-    curvature of the cross-entropy in the weights is at most half the largest
-    eigenvalue of E[x x^T], which is at most the mean squared norm). The
-    objective, and so the weight decay in it, is unchanged.
+    For the weights W of a linear layer, ``curvature`` is the largest
+    eigenvalue of the second moment E[x x^T] of the features it sees
+    (:meth:`DeviceFeatures.top_eigenvalue`): the Hessian of the mean
+    cross-entropy in W is at most half of it. Dividing ``lr`` by it makes one
+    default mean the same thing for a 64-d ResNet feature and a 2048-d ViT
+    token, whitened or not, and keeps heavy-ball SGD with momentum 0.9 stable
+    for any ``lr`` below about 7. The objective, and so the weight decay in
+    it, is unchanged.
     """
-    return lr / max(float(mean_squared_norm), np.finfo(np.float32).tiny)
+    return lr / max(float(curvature), np.finfo(np.float32).tiny)
 
 
 class DeviceFeatures:
@@ -151,7 +153,8 @@ class DeviceFeatures:
         Encoded labels, 0 to n_classes - 1.
     device : torch.device
     shift, scale : ndarray of shape (n_features,) or None
-        Each batch is returned as ``(x - shift) / scale``; None skips the step.
+        Rows are served as ``(x - shift) / scale``; None serves them as they
+        are (see also :meth:`standardise`).
     """
 
     def __init__(self, X, y, device, *, shift=None, scale=None):
@@ -159,12 +162,11 @@ class DeviceFeatures:
         self.device = device
         self.n_samples, self.n_features = X.shape
         self.y = torch.as_tensor(np.asarray(y), dtype=torch.long).to(device)
-        self.shift = _as_float_tensor(shift, device)
-        self.inv_scale = _as_float_tensor(
-            None if scale is None else 1.0 / np.asarray(scale), device
-        )
         self.resident = self._fits_on_device()
         self._X_device = self._to_device() if self.resident else None
+        self._inv_scale = self._offset = None
+        if shift is not None:
+            self.standardise(shift, scale)
 
     def _fits_on_device(self):
         if isinstance(self.X, np.memmap):
@@ -188,25 +190,98 @@ class DeviceFeatures:
             out[rows].copy_(_numpy_as_tensor(self.X[rows]), non_blocking=False)
         return out
 
-    def batch(self, indices):
-        """Features and labels of the rows ``indices``, on the device."""
-        indices = np.sort(indices)
-        if self.resident:
-            rows = self._X_device[torch.as_tensor(indices).to(self.device)]
-        else:
-            host = _numpy_as_tensor(np.ascontiguousarray(self.X[indices]))
-            if self.device.type == "cuda":
-                host = host.pin_memory()
-            rows = host.to(self.device, non_blocking=True)
-        return self.preprocess(rows), self.y[torch.as_tensor(indices).to(self.device)]
+    def moments(self):
+        """Per-feature mean and variance of the features as given, float64."""
+        if not (self.resident and self.device.type == "cuda"):
+            return feature_moments(self.X)
+        # On the accelerator the features are already there: two passes over
+        # them take milliseconds, against seconds on the host.
+        total = torch.zeros(self.n_features, dtype=torch.float64, device=self.device)
+        for rows in iter_row_chunks(self.n_samples, self.n_features):
+            total += self._X_device[rows].sum(dim=0, dtype=torch.float64)
+        mean = total / self.n_samples
+        squared = torch.zeros_like(total)
+        for rows in iter_row_chunks(self.n_samples, self.n_features):
+            squared += torch.square(self._X_device[rows].double() - mean).sum(dim=0)
+        return mean.cpu().numpy(), (squared / self.n_samples).cpu().numpy()
+
+    def standardise(self, shift, scale):
+        """Serve rows as ``(x - shift) / scale`` from now on."""
+        inv_scale = 1.0 / np.asarray(scale, dtype=np.float64)
+        self._inv_scale = _as_float_tensor(inv_scale, self.device)
+        self._offset = _as_float_tensor(-np.asarray(shift) * inv_scale, self.device)
 
     def preprocess(self, rows):
         rows = rows.float()
-        if self.shift is not None:
-            rows = rows - self.shift
-        if self.inv_scale is not None:
-            rows = rows * self.inv_scale
-        return rows
+        if self._inv_scale is None:
+            return rows
+        return torch.addcmul(self._offset, rows, self._inv_scale)
+
+    def rows(self, indices):
+        """The rows ``indices`` (sorted), preprocessed, on the device."""
+        if self.resident:
+            return self.preprocess(
+                self._X_device[torch.as_tensor(indices).to(self.device)]
+            )
+        host = _numpy_as_tensor(np.ascontiguousarray(self.X[indices]))
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        return self.preprocess(host.to(self.device, non_blocking=True))
+
+    def epoch_batches(self, order, batch_size):
+        """Features and labels of the rows ``order``, ``batch_size`` at a time.
+
+        Each batch's rows are read in increasing order (memory-mapped files are
+        read forward), resident or not, so both give the same sums.
+        """
+        batch_of = np.arange(len(order)) // batch_size
+        order = order[np.lexsort((order, batch_of))]
+        starts = range(0, len(order), batch_size)
+        if not self.resident:
+            for start in starts:
+                indices = order[start : start + batch_size]
+                yield (
+                    self.rows(indices),
+                    self.y[torch.as_tensor(indices).to(self.device)],
+                )
+            return
+        # One copy of the epoch's order to the device instead of one per step.
+        order = torch.as_tensor(order).to(self.device)
+        for start in starts:
+            indices = order[start : start + batch_size]
+            yield self.preprocess(self._X_device[indices]), self.y[indices]
+
+    def top_eigenvalue(self, rng, *, max_values=2**24, tol=1e-4, max_iter=100):
+        """Largest eigenvalue of E[x x^T] over the rows as they are served.
+
+        The curvature of a linear layer's loss (:func:`feature_scaled_lr`).
+        Power iteration on at most ``max_values`` feature values, a random
+        subset of the rows when there are more: a subset estimates the
+        eigenvalue a little high, which errs toward a smaller, stable step.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        """
+        n_rows = min(self.n_samples, max(1, max_values // self.n_features))
+        if n_rows < self.n_samples:
+            indices = np.sort(rng.choice(self.n_samples, n_rows, replace=False))
+        else:
+            indices = np.arange(self.n_samples)
+        sample = self.rows(indices)
+        vector = torch.randn(self.n_features, generator=torch_generator(rng))
+        vector = (vector / torch.linalg.vector_norm(vector)).to(self.device)
+        eigenvalue = 0.0
+        for _ in range(max_iter):
+            image = sample.T @ (sample @ vector) / n_rows
+            previous, eigenvalue = eigenvalue, float(vector @ image)
+            norm = torch.linalg.vector_norm(image)
+            if eigenvalue <= 0.0 or not torch.isfinite(norm):
+                break
+            vector = image / norm
+            if abs(eigenvalue - previous) <= tol * eigenvalue:
+                break
+        return max(eigenvalue, 0.0)
 
     def iter_all(self):
         """All rows in order, in chunks, on the device (for evaluation)."""
@@ -244,24 +319,8 @@ def effective_batch_size(batch_size, n_samples):
     return max(1, min(batch_size, math.ceil(n_samples / MIN_STEPS_PER_EPOCH)))
 
 
-def train_minibatch(
-    param_groups,
-    loss_fn,
-    data,
-    sampler,
-    *,
-    epochs,
-    batch_size,
-    momentum,
-    weight_decay,
-    epoch_end=None,
-    verbose=0,
-    desc="training",
-):
-    """Minimise ``loss_fn`` with minibatch SGD and a cosine schedule to 0.
-
-    An epoch is ``ceil(n_samples / batch_size)`` steps whatever the sampler,
-    with the batch size of :func:`effective_batch_size`.
+class AutogradSGD:
+    """One SGD-with-momentum step on a loss that autograd differentiates.
 
     Parameters
     ----------
@@ -269,12 +328,119 @@ def train_minibatch(
         As for :class:`torch.optim.SGD`; every group names its own ``lr``.
     loss_fn : callable
         ``loss_fn(features, labels)`` returns a scalar tensor.
+    momentum, weight_decay : float
+    """
+
+    def __init__(self, param_groups, loss_fn, *, momentum, weight_decay):
+        self.optimizer = torch.optim.SGD(
+            param_groups, momentum=momentum, weight_decay=weight_decay
+        )
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self.loss_fn = loss_fn
+
+    def __call__(self, features, labels, lr_factor):
+        for group, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = lr * lr_factor
+        loss = self.loss_fn(features, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+
+class SoftmaxRegressionSGD:
+    """SGD with momentum on a linear layer's cross-entropy, gradient in closed form.
+
+    The updates of :class:`AutogradSGD` on
+    ``cross_entropy(layer(x), y, label_smoothing=label_smoothing)`` (the
+    heavy ball of :class:`torch.optim.SGD`, weight decay on weight and bias),
+    from the gradient ``(softmax(z) - targets)^T x / n``: half the kernel
+    launches of autograd and the optimizer, which is what bounds a step's time
+    on an accelerator.
+
+    Parameters
+    ----------
+    layer : torch.nn.Linear
+        Updated in place.
+    lr_weight, lr_bias : float
+    momentum, weight_decay : float
+    label_smoothing : float
+        Weight of the uniform distribution in the targets.
+    """
+
+    def __init__(
+        self, layer, *, lr_weight, lr_bias, momentum, weight_decay, label_smoothing=0.0
+    ):
+        self.weight, self.bias = layer.weight, layer.bias
+        self.lr_weight, self.lr_bias = lr_weight, lr_bias
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.label_smoothing = label_smoothing
+        self.velocity_weight = torch.zeros_like(self.weight, requires_grad=False)
+        self.velocity_bias = torch.zeros_like(self.bias, requires_grad=False)
+        self._true_class_step = None
+
+    @torch.no_grad()
+    def __call__(self, features, labels, lr_factor):
+        n, smoothing = len(labels), self.label_smoothing
+        log_p = torch.log_softmax(torch.addmm(self.bias, features, self.weight.T), 1)
+        n_classes = log_p.shape[1]
+        loss = -(1.0 - smoothing) * log_p.gather(1, labels[:, None]).mean()
+        if smoothing:
+            loss -= smoothing / n_classes * log_p.sum(dim=1).mean()
+        grad = log_p.exp_()
+        if smoothing:
+            grad -= smoothing / n_classes
+        grad.scatter_add_(1, labels[:, None], self._true_class(n, grad))
+        grad_weight = torch.addmm(
+            self.weight, grad.T, features, beta=self.weight_decay, alpha=1.0 / n
+        )
+        grad_bias = grad.sum(dim=0).div_(n).add_(self.bias, alpha=self.weight_decay)
+        for param, velocity, grad_param, lr in (
+            (self.weight, self.velocity_weight, grad_weight, self.lr_weight),
+            (self.bias, self.velocity_bias, grad_bias, self.lr_bias),
+        ):
+            velocity.mul_(self.momentum).add_(grad_param)
+            param.add_(velocity, alpha=-lr * lr_factor)
+        return loss
+
+    def _true_class(self, n, like):
+        # -(1 - smoothing) added at each row's true class; kept between steps.
+        if self._true_class_step is None or len(self._true_class_step) < n:
+            self._true_class_step = torch.full(
+                (n, 1),
+                -(1.0 - self.label_smoothing),
+                dtype=like.dtype,
+                device=like.device,
+            )
+        return self._true_class_step[:n]
+
+
+def train_minibatch(
+    step,
+    data,
+    sampler,
+    *,
+    epochs,
+    batch_size,
+    epoch_end=None,
+    verbose=0,
+    desc="training",
+):
+    """Run ``step`` over minibatches for ``epochs``, the learning rate on a cosine to 0.
+
+    An epoch is ``ceil(n_samples / batch_size)`` steps whatever the sampler,
+    with the batch size of :func:`effective_batch_size`.
+
+    Parameters
+    ----------
+    step : callable
+        ``step(features, labels, lr_factor)`` updates the parameters with
+        their learning rates times ``lr_factor`` and returns the batch loss
+        (:class:`AutogradSGD`, :class:`SoftmaxRegressionSGD`).
     data : DeviceFeatures
     sampler : object with ``epoch_indices(epoch)``
         Returns the ``n_samples`` row indices of one epoch, in order.
-    epochs, batch_size, momentum, weight_decay
-        The SGD settings; each group's learning rate decays to 0 along a
-        cosine over all steps.
+    epochs, batch_size : int
     epoch_end : callable, optional
         Called as ``epoch_end(epoch)`` after each epoch; training stops early
         when it returns True.
@@ -286,30 +452,22 @@ def train_minibatch(
     losses : list of float
         The mean training loss of each epoch run.
     """
-    optimizer = torch.optim.SGD(
-        param_groups, momentum=momentum, weight_decay=weight_decay
-    )
     batch_size = effective_batch_size(batch_size, data.n_samples)
     steps_per_epoch = math.ceil(data.n_samples / batch_size)
     total_steps = max(1, epochs * steps_per_epoch)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
-    )
     losses = []
+    step_number = 0
     progress = tqdm(range(epochs), desc=desc, disable=verbose <= 0, leave=False)
     for epoch in progress:
-        order = sampler.epoch_indices(epoch)
+        # Summed on the device: reading a loss every step would wait for the
+        # accelerator at every step.
         epoch_loss = torch.zeros((), device=data.device)
-        for step in range(steps_per_epoch):
-            features, labels = data.batch(
-                order[step * batch_size : (step + 1) * batch_size]
-            )
-            loss = loss_fn(features, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            epoch_loss += loss.detach()
+        for features, labels in data.epoch_batches(
+            sampler.epoch_indices(epoch), batch_size
+        ):
+            lr_factor = 0.5 * (1.0 + math.cos(math.pi * step_number / total_steps))
+            epoch_loss += step(features, labels, lr_factor)
+            step_number += 1
         losses.append(float(epoch_loss) / steps_per_epoch)
         progress.set_postfix(loss=f"{losses[-1]:.4f}")
         if epoch_end is not None and epoch_end(epoch):

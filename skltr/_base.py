@@ -23,7 +23,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._backend import (
-    feature_moments,
+    AutogradSGD,
+    SoftmaxRegressionSGD,
     feature_scaled_lr,
     iter_row_chunks,
     resolve_device,
@@ -205,23 +206,29 @@ class BaseLinearClassifier(BaseLongTailClassifier):
         return scores
 
 
-def standardisation(X):
-    """Per-feature mean and scale that standardise ``X``, float32.
+def standardisation(data):
+    """Per-feature mean and scale that standardise the features, float32.
 
     Constant features get a scale of 1, so they become 0 rather than NaN.
-    Also returns the mean squared norm of the standardised rows.
+
+    Parameters
+    ----------
+    data : DeviceFeatures
+        Its features as given (not yet standardised).
     """
-    mean, var = feature_moments(X)
+    mean, var = data.moments()
     scale = np.sqrt(var)
     constant = scale <= 1e-12 * np.maximum(1.0, np.abs(mean))
     scale[constant] = 1.0
-    mean_squared_norm = float(np.sum(var / scale**2))
-    return mean.astype(np.float32), scale.astype(np.float32), mean_squared_norm
+    return mean.astype(np.float32), scale.astype(np.float32)
 
 
-def mean_squared_norm(X, shift=None, scale=None):
-    """Mean over rows of ``||(x - shift) / scale||^2``, from the feature moments."""
-    mean, var = feature_moments(X)
+def mean_squared_norm(data, shift=None, scale=None):
+    """Mean over rows of ``||(x - shift) / scale||^2``, from the feature moments.
+
+    ``data`` is a :class:`DeviceFeatures` serving the features as given.
+    """
+    mean, var = data.moments()
     if shift is not None:
         mean = mean - shift
     squared = var + mean**2
@@ -251,23 +258,26 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         return device, np.random.default_rng(seed)
 
-    def _train(self, param_groups, loss, data, sampler, *, epoch_end=None):
-        """Run the training loop with this estimator's settings; set ``loss_curve_``.
-
-        Each parameter group names its own ``lr``.
-        """
+    def _train(self, step, data, sampler, *, epoch_end=None):
+        """Run the training loop with this estimator's settings; set ``loss_curve_``."""
         self.loss_curve_ = train_minibatch(
-            param_groups,
-            loss,
+            step,
             data,
             sampler,
             epochs=self.epochs,
             batch_size=self.batch_size,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
             epoch_end=epoch_end,
             verbose=self.verbose,
             desc=type(self).__name__,
+        )
+
+    def _autograd_step(self, param_groups, loss):
+        """An SGD step on ``loss`` with this estimator's momentum and weight decay.
+
+        Each parameter group names its own ``lr``.
+        """
+        return AutogradSGD(
+            param_groups, loss, momentum=self.momentum, weight_decay=self.weight_decay
         )
 
     def _train_linear_layer(
@@ -277,7 +287,7 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         *,
         sampling,
         rng,
-        mean_squared_norm,
+        curvature,
         lr=None,
         init=None,
         label_smoothing=0.0,
@@ -293,9 +303,9 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         sampling : str or float
             The sampling strategy (see ``_sampling.make_sampler``).
         rng : numpy.random.Generator
-        mean_squared_norm : float
-            Of the features as the layer sees them; sets the learning-rate
-            rule of ``feature_scaled_lr``.
+        curvature : float
+            Sets the step on the weights (``feature_scaled_lr``); the bias
+            takes ``lr`` itself.
         lr : float, optional
             The learning rate when it is not the ``lr`` parameter itself.
         init : (coef, intercept) or None
@@ -314,28 +324,23 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         n_classes = len(self.classes_)
         lr = self.lr if lr is None else lr
         layer = torch.nn.Linear(data.n_features, n_classes, device=data.device)
-        with torch.no_grad():
-            if init is None:
-                layer.weight.zero_()
-                layer.bias.zero_()
-            else:
-                layer.weight.copy_(torch.as_tensor(init[0]))
-                layer.bias.copy_(torch.as_tensor(init[1]))
-
-        def loss(features, labels):
-            return torch.nn.functional.cross_entropy(
-                layer(features), labels, label_smoothing=label_smoothing
-            )
-
+        layer.requires_grad_(False)
+        if init is None:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        else:
+            layer.weight.copy_(torch.as_tensor(init[0]))
+            layer.bias.copy_(torch.as_tensor(init[1]))
+        step = SoftmaxRegressionSGD(
+            layer,
+            lr_weight=feature_scaled_lr(lr, curvature),
+            lr_bias=lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            label_smoothing=label_smoothing,
+        )
         self._train(
-            [
-                {
-                    "params": [layer.weight],
-                    "lr": feature_scaled_lr(lr, mean_squared_norm),
-                },
-                {"params": [layer.bias], "lr": lr},
-            ],
-            loss,
+            step,
             data,
             make_sampler(sampling, y, n_classes, epochs=self.epochs, rng=rng),
             epoch_end=None if epoch_end is None else (lambda e: epoch_end(layer, e)),

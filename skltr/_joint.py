@@ -6,12 +6,7 @@ what tau-norm, LWS and LORT re-balance.
 """
 
 from ._backend import DeviceFeatures
-from ._base import (
-    BaseTrainedClassifier,
-    mean_squared_norm,
-    standardisation,
-    to_numpy,
-)
+from ._base import BaseTrainedClassifier, standardisation, to_numpy
 from ._docstrings import fill_doc
 
 # A tail sample is seen once per epoch whatever the data set's size, so the
@@ -41,16 +36,17 @@ class SoftmaxRegression(BaseTrainedClassifier):
 
     def _fit(self, X, y):
         device, rng = self._start_training()
+        data = DeviceFeatures(X, y, device)
+        self.feature_mean_ = self.feature_scale_ = None
         if self.standardize:
-            self.feature_mean_, self.feature_scale_, squared_norm = standardisation(X)
-        else:
-            self.feature_mean_ = self.feature_scale_ = None
-            squared_norm = mean_squared_norm(X)
-        data = DeviceFeatures(
-            X, y, device, shift=self.feature_mean_, scale=self.feature_scale_
-        )
+            self.feature_mean_, self.feature_scale_ = standardisation(data)
+            data.standardise(self.feature_mean_, self.feature_scale_)
         layer = self._train_linear_layer(
-            data, y, sampling=self._sampling(), rng=rng, mean_squared_norm=squared_norm
+            data,
+            y,
+            sampling=self._sampling(),
+            rng=rng,
+            curvature=data.top_eigenvalue(rng),
         )
         self.coef_, self.intercept_ = to_numpy(layer.weight), to_numpy(layer.bias)
 

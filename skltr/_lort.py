@@ -132,7 +132,11 @@ class LORTClassifier(BaseRebalancer):
     default here takes smaller steps per epoch so the peak lies several
     epochs in, where the per-epoch checks can find it.
 
-    %(lr_notes)s
+    Here ``lr`` sets how far the path goes, not how fast a loss converges: the
+    step on the weights is ``lr`` divided by the mean squared norm of the
+    (standardised) training features, the unit ``lr="auto"`` was calibrated
+    in. (The other classifiers divide by the largest eigenvalue of E[x x^T],
+    which for whitened features is up to d times smaller.)
 
     Examples
     --------
@@ -207,9 +211,10 @@ class LORTClassifier(BaseRebalancer):
             y,
             sampling="instance",
             rng=rng,
-            mean_squared_norm=mean_squared_norm(
-                X, self.feature_mean_, self.feature_scale_
-            ),
+            # The path-length calibration of lr="auto" is in units of the mean
+            # squared feature norm; the largest eigenvalue would rescale it
+            # by up to the feature dimension.
+            curvature=mean_squared_norm(data, self.feature_mean_, self.feature_scale_),
             lr=self._auto_lr(len(y)) if self.lr == "auto" else self.lr,
             init=(self.joint_coef_, self.joint_intercept_),
             label_smoothing=self.smoothing,

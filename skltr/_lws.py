@@ -137,8 +137,10 @@ default="class"
             )
 
         self._train(
-            [{"params": [scales], "lr": feature_scaled_lr(self.lr, squared_logit)}],
-            loss,
+            self._autograd_step(
+                [{"params": [scales], "lr": feature_scaled_lr(self.lr, squared_logit)}],
+                loss,
+            ),
             data,
             make_sampler(sampling, y, len(self.classes_), epochs=self.epochs, rng=rng),
         )

@@ -215,9 +215,11 @@ class TauNormClassifier(BaseRebalancer):
                 for features, _ in data.iter_all()
             )
         self._train(
-            [{"params": [tau], "lr": feature_scaled_lr(self.lr, squared / len(y))}],
-            lambda features, labels: torch.nn.functional.cross_entropy(
-                logits(features), labels
+            self._autograd_step(
+                [{"params": [tau], "lr": feature_scaled_lr(self.lr, squared / len(y))}],
+                lambda features, labels: torch.nn.functional.cross_entropy(
+                    logits(features), labels
+                ),
             ),
             data,
             make_sampler("class", y, len(self.classes_), epochs=self.epochs, rng=rng),

@@ -1,0 +1,120 @@
+"""The training backend: the closed-form step, the step-size rule, batches."""
+
+import numpy as np
+import pytest
+import torch
+
+from skltr import JointClassifier
+from skltr._backend import (
+    AutogradSGD,
+    DeviceFeatures,
+    SoftmaxRegressionSGD,
+    feature_moments,
+)
+from skltr.datasets import make_long_tailed_features
+
+CPU = torch.device("cpu")
+
+
+def _problem(n=300, d=7, c=5, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(c, size=n)
+    X = rng.normal(size=(n, d)) + 3 * rng.normal(size=(c, d))[y]
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.9])
+def test_closed_form_step_takes_the_steps_of_autograd_sgd(smoothing):
+    X, y = _problem()
+    features, labels = torch.from_numpy(X), torch.from_numpy(y)
+    torch.manual_seed(0)
+    reference = torch.nn.Linear(X.shape[1], 5)
+    closed = torch.nn.Linear(X.shape[1], 5).requires_grad_(False)
+    closed.load_state_dict(reference.state_dict())
+    settings = dict(momentum=0.9, weight_decay=0.01)
+    autograd = AutogradSGD(
+        [
+            {"params": [reference.weight], "lr": 0.05},
+            {"params": [reference.bias], "lr": 0.2},
+        ],
+        lambda x, t: torch.nn.functional.cross_entropy(
+            reference(x), t, label_smoothing=smoothing
+        ),
+        **settings,
+    )
+    step = SoftmaxRegressionSGD(
+        closed, lr_weight=0.05, lr_bias=0.2, label_smoothing=smoothing, **settings
+    )
+    for k, rows in enumerate([slice(0, 64), slice(64, 128), slice(128, 150)] * 3):
+        factor = 1.0 - k / 10
+        expected = autograd(features[rows], labels[rows], factor)
+        loss = step(features[rows], labels[rows], factor)
+        torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(closed.weight, reference.weight)
+    torch.testing.assert_close(closed.bias, reference.bias)
+
+
+def test_top_eigenvalue_is_that_of_the_second_moment():
+    rng = np.random.default_rng(0)
+    # Correlated features: the largest eigenvalue is far below the trace.
+    X = (rng.normal(size=(2000, 20)) @ rng.normal(size=(20, 20))).astype(np.float32)
+    exact = np.linalg.eigvalsh(X.T.astype(np.float64) @ X / len(X))[-1]
+    data = DeviceFeatures(X, np.zeros(len(X), int), CPU)
+    assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
+    # Served standardised, it is that of the standardised rows.
+    mean, var = feature_moments(X)
+    data.standardise(mean, np.sqrt(var))
+    Z = (X - mean) / np.sqrt(var)
+    exact = np.linalg.eigvalsh(Z.T @ Z / len(Z))[-1]
+    assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
+    # A subset of the rows when there are many: an estimate, near the value.
+    subset = data.top_eigenvalue(rng, max_values=500 * 20)
+    assert subset == pytest.approx(exact, rel=0.2)
+
+
+def test_standardised_rows_are_served_as_x_minus_mean_over_scale():
+    X, y = _problem()
+    data = DeviceFeatures(X, y, CPU)
+    mean, var = data.moments()
+    np.testing.assert_allclose(mean, X.mean(axis=0, dtype=np.float64), rtol=1e-6)
+    np.testing.assert_allclose(var, X.var(axis=0, dtype=np.float64), rtol=1e-5)
+    data.standardise(mean, np.sqrt(var))
+    order = np.random.default_rng(0).permutation(len(y))
+    rows, labels = next(data.epoch_batches(order, 50))
+    first = np.sort(order[:50])
+    np.testing.assert_allclose(
+        rows.numpy(), (X[first] - mean) / np.sqrt(var), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_array_equal(labels.numpy(), y[first])
+
+
+def test_an_epoch_serves_every_row_once_in_batches():
+    X, y = _problem(n=130)
+    data = DeviceFeatures(X, y, CPU)
+    order = np.random.default_rng(1).permutation(130)
+    batches = list(data.epoch_batches(order, 32))
+    assert [len(labels) for _, labels in batches] == [32, 32, 32, 32, 2]
+    served = np.concatenate([rows.numpy() for rows, _ in batches])
+    np.testing.assert_array_equal(np.sort(served, axis=0), np.sort(X, axis=0))
+
+
+def test_the_joint_classifier_converges_within_its_default_epochs():
+    # Isotropic noise in 256-d: the mean squared norm (the trace, which the
+    # step rule used to divide by) is about 100 times the largest eigenvalue,
+    # and the default 30 epochs stopped at 3.4 times the optimum's loss.
+    X, _, y, _ = make_long_tailed_features(
+        4000, 256, 40, imbalance_ratio=20, random_state=0
+    )
+
+    def objective(clf):
+        Z = (X - clf.feature_mean_) / clf.feature_scale_
+        logits = torch.from_numpy(Z @ clf.coef_.T + clf.intercept_)
+        penalty = np.sum(clf.coef_**2) + np.sum(clf.intercept_**2)
+        return float(
+            torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
+            + 0.5 * clf.weight_decay * penalty
+        )
+
+    default = JointClassifier(device="cpu", random_state=0).fit(X, y)
+    longer = JointClassifier(epochs=300, device="cpu", random_state=0).fit(X, y)
+    assert objective(default) <= 1.05 * objective(longer)
