@@ -123,6 +123,9 @@ def main(argv=None):
     parser.add_argument("--peer-budget", type=float, default=600)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--only", help="comma-separated classifier names to time (default: all)"
+    )
     args = parser.parse_args(argv)
     n, d, c = SIZES[args.size]
     n, d, c = args.n_samples or n, args.n_features or d, args.n_classes or c
@@ -155,6 +158,8 @@ def main(argv=None):
         f"| peer: scaler + LogisticRegression(balanced) | {peer_seconds:.2f} "
         f"| 1.0 | {100 * peer_accuracy:.1f} |"
     )
+    if args.only:
+        rows = {name: rows[name] for name in args.only.split(",")}
     for name, estimator in rows.items():
         seconds = timed_fit(estimator, X, y)
         accuracy = balanced_accuracy_score(y_test, estimator.predict(X_test))

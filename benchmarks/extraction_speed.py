@@ -3,10 +3,14 @@
 The peer is what a user writes by hand: open each image with PIL in the main
 process, apply the model's evaluation transform, stack a batch, copy it to the
 device and run the model under ``torch.no_grad``. Both use the same network and
-weights on the same JPEG files, in the same run; the table reports images per
-second and the ratio to the peer, and checks that the features agree.
+weights on the same images (JPEG files, or an in-memory uint8 array with
+``--source uint8``), in the same run; the table reports images per second and
+the ratio to the peer, and checks that the features agree. The last row is the
+network alone on a batch already on the device (the ceiling no input pipeline
+can pass), in the fastest precision asked for.
 
     python benchmarks/extraction_speed.py --model resnet50 --n-images 2000
+    python benchmarks/extraction_speed.py --source uint8 --precisions bfloat16
 
 Random weights (``pretrained=False``) unless ``--weights`` is given: throughput
 does not depend on the weights.
@@ -35,18 +39,48 @@ def write_jpegs(directory, n_images, size, seed=0):
     return paths
 
 
-def peer_features(network, transform, paths, batch_size, device):
+def write_pixels(n_images, size, seed=0):
+    """The same kind of smooth images, as one (n, size, size, 3) uint8 array."""
+    rng = np.random.default_rng(seed)
+    pixels = np.empty((n_images, size, size, 3), dtype=np.uint8)
+    for i in range(n_images):
+        small = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+        pixels[i] = np.asarray(Image.fromarray(small).resize((size, size)))
+    return pixels
+
+
+def open_rgb(item):
+    if isinstance(item, np.ndarray):
+        return Image.fromarray(item)
+    return Image.open(item).convert("RGB")
+
+
+def peer_features(network, transform, images, batch_size, device):
     outputs = []
     with torch.no_grad():
-        for start in range(0, len(paths), batch_size):
+        for start in range(0, len(images), batch_size):
             batch = torch.stack(
                 [
-                    transform(Image.open(p).convert("RGB"))
-                    for p in paths[start : start + batch_size]
+                    transform(open_rgb(item))
+                    for item in images[start : start + batch_size]
                 ]
             )
             outputs.append(network(batch.to(device)).float().cpu().numpy())
     return np.concatenate(outputs)
+
+
+def network_ceiling(network, batch_size, precision, device, seconds=5.0):
+    """Images/s of the network alone on one batch already on the device."""
+    from skltr._extractor import _AUTOCAST_DTYPES, _forward_in_chunks
+
+    batch = torch.randn(batch_size, 3, 224, 224, device=device)
+    dtype = _AUTOCAST_DTYPES[precision]
+    _forward_in_chunks(network, batch, batch_size, dtype)  # warm-up
+    images, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _forward_in_chunks(network, batch, batch_size, dtype)
+        images += batch_size
+    return images / (time.perf_counter() - start)
 
 
 def timed(function, *args, **kwargs):
@@ -64,7 +98,8 @@ def main(argv=None):
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--n-images", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=256, help="JPEG side, pixels")
+    parser.add_argument("--source", choices=["jpeg", "uint8"], default="jpeg")
+    parser.add_argument("--size", type=int, default=256, help="image side, pixels")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-workers", default="auto")
@@ -76,7 +111,10 @@ def main(argv=None):
 
     workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
     with tempfile.TemporaryDirectory() as directory:
-        paths = write_jpegs(directory, args.n_images, args.size)
+        if args.source == "jpeg":
+            images = write_jpegs(directory, args.n_images, args.size)
+        else:
+            images = write_pixels(args.n_images, args.size)
         common = dict(
             batch_size=args.batch_size,
             device=args.device,
@@ -85,23 +123,23 @@ def main(argv=None):
         )
         reference = FeatureExtractor(
             args.model, pretrained=False, weights=args.weights, **common
-        ).fit(paths[:1])
+        ).fit(images[:1])
         network = reference._loaded_network()
         device = torch.device(reference.device_)
-        peer_features(network, reference.preprocess_, paths[:8], 8, device)  # warm-up
+        peer_features(network, reference.preprocess_, images[:8], 8, device)  # warm-up
         peer, peer_seconds = timed(
             peer_features,
             network,
             reference.preprocess_,
-            paths,
+            images,
             args.batch_size,
             device,
         )
         rows = [("plain loop (peer), float32", peer_seconds, 1.0, 0.0)]
         for precision in args.precisions.split(","):
             extractor = reference.set_params(precision=precision)
-            extractor.transform(paths[:8])  # warm-up
-            features, seconds = timed(extractor.transform, paths)
+            extractor.transform(images[:8])  # warm-up
+            features, seconds = timed(extractor.transform, images)
             error = np.abs(features - peer).max() / np.abs(peer).max()
             rows.append(
                 (
@@ -112,9 +150,13 @@ def main(argv=None):
                 )
             )
 
+        fastest = args.precisions.split(",")[-1]
+        ceiling = network_ceiling(network, args.batch_size, fastest, device)
+
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    kind = "JPEGs" if args.source == "jpeg" else "uint8 arrays"
     print(
-        f"{args.model}, {args.n_images} JPEGs of {args.size}x{args.size}, batch "
+        f"{args.model}, {args.n_images} {kind} of {args.size}x{args.size}, batch "
         f"{args.batch_size}, {gpu}, {os.cpu_count()} CPUs, workers {workers}\n"
     )
     print("| extraction | images/s | speed-up vs peer | max rel. diff vs peer |")
@@ -123,6 +165,10 @@ def main(argv=None):
         print(
             f"| {name} | {args.n_images / seconds:.0f} | {ratio:.2f}x | {error:.1e} |"
         )
+    print(
+        f"| network alone, {fastest}, batch on the device (ceiling) | "
+        f"{ceiling:.0f} | | |"
+    )
 
 
 if __name__ == "__main__":
