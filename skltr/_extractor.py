@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ._backbones import FeatureNetwork, build_backbone
 from ._backend import resolve_device
 from ._feature_cache import FeatureCache
-from ._images import ImageSource, PreprocessedImages
+from ._images import ImageSource, PreprocessedImages, split_at_to_tensor
 
 # Bumped when a change in skltr would change the features of a cached
 # configuration, so old cache entries are not reused.
@@ -511,8 +511,9 @@ class FeatureExtractor(
             return
         network = self._loaded_network()
         device = torch.device(self.device_)
+        host_transform, on_device = split_at_to_tensor(transform)
         dataset = PreprocessedImages(
-            source, indices, transform, None if seeds is None else seeds[indices]
+            source, indices, host_transform, None if seeds is None else seeds[indices]
         )
         workers = self.num_workers
         if workers == "auto":
@@ -541,6 +542,8 @@ class FeatureExtractor(
         ) as bar:
             for batch in loader:
                 batch = batch.to(device, non_blocking=True)
+                if on_device is not None:
+                    batch = on_device(batch)
                 rows, chunk = _forward_in_chunks(network, batch, chunk, autocast_dtype)
                 yield indices[start : start + len(batch)], rows
                 start += len(batch)
@@ -605,6 +608,12 @@ def _stack_images(images):
             "batch needs one shape. Pass a preprocess that resizes and crops "
             "them to one size."
         )
+    if len({image.dtype for image in images}) > 1:
+        # uint8 pixels beside float images (a mixed list): scaled as ToTensor does.
+        images = [
+            image.float().div(255) if image.dtype == torch.uint8 else image
+            for image in images
+        ]
     return torch.stack(images)
 
 

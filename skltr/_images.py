@@ -312,3 +312,64 @@ class PreprocessedImages(torch.utils.data.Dataset):
                 return self.transform(image)
         finally:
             random.setstate(python_state)
+
+
+def split_at_to_tensor(transform):
+    """Split a preprocessing transform into a host part and a device part.
+
+    A ``Compose`` that ends in ``ToTensor`` and optionally ``Normalize`` (the
+    evaluation transforms of timm and torchvision) becomes its steps before
+    ``ToTensor`` followed by a uint8 conversion, run per image on the host,
+    and ``ToTensor``'s scaling and the normalisation, run per batch where the
+    batch lands. Images then cross from the loader workers to the device as
+    uint8, a quarter of the bytes of float32, and the arithmetic is the same
+    float32 operations in the same order, so the features do not change. Any
+    other transform runs whole on the host, and the device part is None.
+
+    Returns
+    -------
+    host : callable
+    device : callable or None
+        Takes a batch (uint8, or float in [0, 1]) and returns it normalised.
+    """
+    from torchvision import transforms
+
+    steps = list(getattr(transform, "transforms", []))
+    if not isinstance(transform, transforms.Compose) or not steps:
+        return transform, None
+    normalize = None
+    if isinstance(steps[-1], transforms.Normalize) and not steps[-1].inplace:
+        normalize = steps.pop()
+    if not steps or type(steps[-1]).__name__ not in {"ToTensor", "MaybeToTensor"}:
+        return transform, None
+    steps.pop()
+    return transforms.Compose([*steps, PixelsToTensor()]), BatchNormalize(normalize)
+
+
+class PixelsToTensor:
+    """An RGB PIL image as a uint8 (3, H, W) tensor; tensors pass through."""
+
+    def __call__(self, image):
+        if isinstance(image, torch.Tensor):
+            return image
+        return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class BatchNormalize:
+    """``ToTensor``'s scaling of uint8 pixels, then ``Normalize``, on a batch."""
+
+    def __init__(self, normalize=None):
+        self.mean = None if normalize is None else torch.as_tensor(normalize.mean)
+        self.std = None if normalize is None else torch.as_tensor(normalize.std)
+
+    def __call__(self, batch):
+        if batch.dtype == torch.uint8:
+            batch = batch.float().div_(255)
+        if self.mean is None:
+            return batch
+        mean = self.mean.to(batch.device, batch.dtype)[:, None, None]
+        std = self.std.to(batch.device, batch.dtype)[:, None, None]
+        return batch.sub(mean).div_(std)

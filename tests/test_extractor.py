@@ -714,3 +714,62 @@ def test_timm_name_in_a_pipeline_from_files(tmp_path):
     )
     pipe.fit(paths[::4], labels[::4])
     assert pipe.predict(paths[1::4]).shape == (len(paths[1::4]),)
+
+
+@pytest.mark.parametrize("library", ["timm", "torchvision"])
+def test_images_cross_to_the_device_as_uint8_and_are_normalised_there(library):
+    from timm.data import create_transform
+    from torchvision.models import ResNet18_Weights
+
+    from skltr._images import split_at_to_tensor
+
+    if library == "timm":
+        transform = create_transform(224, crop_pct=0.9, interpolation="bicubic")
+    else:
+        # torchvision's own preset is one module, not a Compose: run whole.
+        preset = ResNet18_Weights.IMAGENET1K_V1.transforms()
+        assert split_at_to_tensor(preset) == (preset, None)
+        transform = torchvision.transforms.Compose(
+            [
+                torchvision.transforms.Resize(232),
+                torchvision.transforms.CenterCrop(224),
+                torchvision.transforms.ToTensor(),
+                torchvision.transforms.Normalize(preset.mean, preset.std),
+            ]
+        )
+    host, device = split_at_to_tensor(transform)
+    image = Image.fromarray(random_pixels(1, size=250)[0])
+    pixels = host(image)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (3, 224, 224)
+    # The same float32 arithmetic in the same order: identical values.
+    torch.testing.assert_close(
+        device(pixels[None])[0], transform(image), rtol=0, atol=0
+    )
+    if library != "timm":
+        return
+    # timm's MaybeToTensor passes float images in [0, 1] through: normalised.
+    floats = torch.rand(3, 250, 250)
+    torch.testing.assert_close(
+        device(host(floats)[None])[0], transform(floats), rtol=0, atol=0
+    )
+
+
+def test_extraction_with_a_normalising_transform_matches_a_plain_loop(tmp_path):
+    network = cifar_resnet20().eval()
+    transform = torchvision.transforms.Compose(
+        [
+            torchvision.transforms.CenterCrop(28),
+            torchvision.transforms.ToTensor(),
+            torchvision.transforms.Normalize([0.5, 0.4, 0.3], [0.2, 0.25, 0.3]),
+        ]
+    )
+    pixels = random_pixels(6)
+    extractor = FeatureExtractor(network, preprocess=transform, **CPU)
+    with torch.no_grad():
+        expected = network(
+            torch.stack([transform(Image.fromarray(p)) for p in pixels])
+        ).numpy()
+    for images in (pixels, write_images(tmp_path, pixels)):
+        np.testing.assert_allclose(
+            extractor.fit_transform(images), expected, rtol=1e-5, atol=1e-6
+        )
