@@ -234,8 +234,13 @@ class DeviceFeatures:
         Each batch's rows are read in increasing order (memory-mapped files are
         read forward), resident or not, so both give the same sums.
         """
-        batch_of = np.arange(len(order)) // batch_size
-        order = order[np.lexsort((order, batch_of))]
+        full = len(order) - len(order) % batch_size
+        order = np.concatenate(
+            [
+                np.sort(order[:full].reshape(-1, batch_size), axis=1).ravel(),
+                np.sort(order[full:]),
+            ]
+        )
         starts = range(0, len(order), batch_size)
         if not self.resident:
             for start in starts:
@@ -355,8 +360,9 @@ class SoftmaxRegressionSGD:
     ``cross_entropy(layer(x), y, label_smoothing=label_smoothing)`` (the
     heavy ball of :class:`torch.optim.SGD`, weight decay on weight and bias),
     from the gradient ``(softmax(z) - targets)^T x / n``: half the kernel
-    launches of autograd and the optimizer, which is what bounds a step's time
-    on an accelerator.
+    launches of autograd and the optimizer. On CUDA the step on a full batch
+    is captured once as a CUDA graph and replayed: launching a step's kernels
+    one by one from Python takes longer than running them.
 
     Parameters
     ----------
@@ -368,6 +374,9 @@ class SoftmaxRegressionSGD:
         Weight of the uniform distribution in the targets.
     """
 
+    # Steps run eagerly before the capture (lazy library initialisation).
+    _EAGER_STEPS = 3
+
     def __init__(
         self, layer, *, lr_weight, lr_bias, momentum, weight_decay, label_smoothing=0.0
     ):
@@ -377,10 +386,31 @@ class SoftmaxRegressionSGD:
         self.label_smoothing = label_smoothing
         self.velocity_weight = torch.zeros_like(self.weight, requires_grad=False)
         self.velocity_bias = torch.zeros_like(self.bias, requires_grad=False)
+        # Minus the step sizes, as tensors so that a captured graph reads them.
+        self._steps = torch.zeros(2, device=self.weight.device)
         self._true_class_step = None
+        self.use_graph = self.weight.device.type == "cuda"
+        self._graph = None
+        self._eager_steps = 0
 
     @torch.no_grad()
     def __call__(self, features, labels, lr_factor):
+        # fill_ passes the value with the kernel launch; a copy from host memory
+        # would wait for the device at every step.
+        self._steps[0].fill_(-self.lr_weight * lr_factor)
+        self._steps[1].fill_(-self.lr_bias * lr_factor)
+        if self._graph is not None and len(labels) == len(self._graph_labels):
+            self._graph_features.copy_(features)
+            self._graph_labels.copy_(labels)
+            self._graph.replay()
+            return self._graph_loss
+        if self.use_graph and self._graph is None:
+            if self._eager_steps >= self._EAGER_STEPS:
+                return self._capture(features, labels)
+            self._eager_steps += 1
+        return self._update(features, labels)
+
+    def _update(self, features, labels):
         n, smoothing = len(labels), self.label_smoothing
         log_p = torch.log_softmax(torch.addmm(self.bias, features, self.weight.T), 1)
         n_classes = log_p.shape[1]
@@ -395,13 +425,35 @@ class SoftmaxRegressionSGD:
             self.weight, grad.T, features, beta=self.weight_decay, alpha=1.0 / n
         )
         grad_bias = grad.sum(dim=0).div_(n).add_(self.bias, alpha=self.weight_decay)
-        for param, velocity, grad_param, lr in (
-            (self.weight, self.velocity_weight, grad_weight, self.lr_weight),
-            (self.bias, self.velocity_bias, grad_bias, self.lr_bias),
+        for param, velocity, grad_param, step in (
+            (self.weight, self.velocity_weight, grad_weight, self._steps[0]),
+            (self.bias, self.velocity_bias, grad_bias, self._steps[1]),
         ):
             velocity.mul_(self.momentum).add_(grad_param)
-            param.add_(velocity, alpha=-lr * lr_factor)
+            param.addcmul_(velocity, step)
         return loss
+
+    def _capture(self, features, labels):
+        """Capture the step on batches of this size, then replay it for this one."""
+        self._graph_features, self._graph_labels = features.clone(), labels.clone()
+        self._true_class(len(labels), features)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._graph_loss = self._update(
+                    self._graph_features, self._graph_labels
+                )
+        except RuntimeError as exc:  # pragma: no cover - needs a failing CUDA
+            warnings.warn(
+                f"Capturing the training step as a CUDA graph failed ({exc}); "
+                "training goes on step by step.",
+                stacklevel=3,
+            )
+            self.use_graph = False
+            return self._update(features, labels)
+        self._graph = graph
+        graph.replay()
+        return self._graph_loss
 
     def _true_class(self, n, like):
         # -(1 - smoothing) added at each row's true class; kept between steps.

@@ -118,3 +118,36 @@ def test_the_joint_classifier_converges_within_its_default_epochs():
     default = JointClassifier(device="cpu", random_state=0).fit(X, y)
     longer = JointClassifier(epochs=300, device="cpu", random_state=0).fit(X, y)
     assert objective(default) <= 1.05 * objective(longer)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("smoothing", [0.0, 0.5])
+def test_captured_cuda_graph_takes_the_eager_steps(smoothing):
+    X, y = _problem(n=1100, d=32, c=10)
+    features = torch.from_numpy(X).cuda()
+    labels = torch.from_numpy(y).cuda()
+    layers, steps = [], []
+    for use_graph in (True, False):
+        layer = torch.nn.Linear(32, 10, device="cuda").requires_grad_(False)
+        layer.weight.zero_(), layer.bias.zero_()
+        step = SoftmaxRegressionSGD(
+            layer,
+            lr_weight=0.01,
+            lr_bias=0.1,
+            momentum=0.9,
+            weight_decay=1e-3,
+            label_smoothing=smoothing,
+        )
+        step.use_graph = use_graph
+        layers.append(layer)
+        steps.append(step)
+    for k in range(3):
+        for start in range(0, 1100, 256):  # the last batch is partial: eager
+            rows = slice(start, start + 256)
+            losses = [
+                step(features[rows], labels[rows], 1.0 / (k + 1)) for step in steps
+            ]
+            torch.testing.assert_close(losses[0], losses[1])
+    assert steps[0]._graph is not None
+    torch.testing.assert_close(layers[0].weight, layers[1].weight)
+    torch.testing.assert_close(layers[0].bias, layers[1].bias)
