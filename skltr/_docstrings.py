@@ -17,10 +17,10 @@ batch_size : int, default=%(batch_size)s
     ``ceil(n_samples / 16)`` so that an epoch still has 16 steps.
 
 lr : float, default=%(lr)s
-    Initial learning rate, decayed to 0 along a cosine schedule. It is given
-    for features of unit mean squared norm: the step on the weights is divided
-    by the mean squared norm of the training features (see Notes), so one
-    value suits backbones of any feature scale and dimension.
+    Initial learning rate, decayed to 0 along a cosine schedule. It is
+    relative to the curvature of the loss: the step on the weights is divided
+    by the largest eigenvalue of E[x x^T] over the training features (see
+    Notes), so one value suits backbones of any feature scale and dimension.
 
 momentum : float, default=0.9
     SGD momentum.
