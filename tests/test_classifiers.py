@@ -342,6 +342,30 @@ def test_memory_fits_the_joint_classifier_once_per_fold(
     assert len(fits) == 3 * 4
 
 
+def test_memory_refits_the_joint_classifier_when_the_data_change(
+    long_tailed, tmp_path, monkeypatch
+):
+    from skltr._rebalance import _data_key
+
+    X, y, _, _ = long_tailed
+    fits = []
+    original = JointClassifier.fit
+    monkeypatch.setattr(
+        JointClassifier,
+        "fit",
+        lambda self, X, y: fits.append(1) or original(self, X, y),
+    )
+    clf = TauNormClassifier(memory=str(tmp_path), **CPU)
+    changed = X.copy()
+    changed[-1, -1] += 1.0  # one value, same shape and dtype
+    for features in (X, changed, np.asfortranarray(X), X):
+        clf.fit(features, y)
+    assert len(fits) == 2  # X, then the changed copy; the rest were cached
+    assert _data_key(X, y) == _data_key(np.asfortranarray(X), y)
+    assert _data_key(X, y) != _data_key(X.astype(np.float64), y)
+    assert _data_key(X, y) != _data_key(X, y[::-1])
+
+
 @pytest.mark.parametrize(
     "cls", [TauNormClassifier, LWSClassifier, LORTClassifier], ids=lambda c: c.__name__
 )
