@@ -144,3 +144,26 @@ def _load_features(path):
             )
         splits.append(Split(arrays[f"X_{split}"], y))
     return splits
+
+
+def save_synthetic_features(folder, n_samples, n_features, n_classes, seed=0):
+    """Write long-tailed synthetic training features to ``folder``/X.npy, y.npy.
+
+    For the memory benchmarks, whose subprocesses load or map the file.
+    Returns the size of X in bytes.
+    """
+    from skltr.datasets import make_long_tailed_features
+
+    X, _, y, _ = make_long_tailed_features(
+        n_samples, n_features, n_classes, n_test_per_class=0, random_state=seed
+    )
+    np.save(Path(folder) / "X.npy", X)
+    np.save(Path(folder) / "y.npy", y)
+    return X.nbytes
+
+
+def add_size_arguments(parser):
+    """--n-samples, --n-features, --n-classes, ImageNet-LT's by default."""
+    parser.add_argument("--n-samples", type=int, default=115_846)
+    parser.add_argument("--n-features", type=int, default=2_048)
+    parser.add_argument("--n-classes", type=int, default=1_000)

@@ -30,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import add_size_arguments, save_synthetic_features  # noqa: E402
+
 CLASSIFIERS = ("JointClassifier", "CRTClassifier", "NCMClassifier", "LWSClassifier")
 
 
@@ -81,8 +84,9 @@ def worker(case, classifier, path, n_classes):
         kwargs["joint"] = skltr.JointClassifier(epochs=1, device="cpu")
     if case == "predict":
         rows = np.load(path / "X_predict.npy", mmap_mode="r")
-        labels = np.arange(20000) % n_classes
-        fitted = estimator(**kwargs).fit(np.asarray(rows[:20000]), labels)
+        n_fit = min(20000, len(rows))
+        labels = np.arange(n_fit) % n_classes
+        fitted = estimator(**kwargs).fit(np.asarray(rows[:n_fit]), labels)
         anon, file, seconds = _peak_during(lambda: fitted.predict(rows))
         size = rows.nbytes
     else:
@@ -102,9 +106,7 @@ def measure(case, classifier, path, n_classes):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n-samples", type=int, default=115_846)
-    parser.add_argument("--n-features", type=int, default=2_048)
-    parser.add_argument("--n-classes", type=int, default=1_000)
+    add_size_arguments(parser)
     parser.add_argument("--predict-rows", type=int, default=1_000_000)
     parser.add_argument("--predict-features", type=int, default=512)
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
@@ -113,17 +115,9 @@ def main(argv=None):
         case, classifier, path, n_classes = args.worker
         return worker(case, classifier, Path(path), int(n_classes))
 
-    from skltr.datasets import make_long_tailed_features
-
     with tempfile.TemporaryDirectory(dir=".") as folder:
         path = Path(folder)
-        X, _, y, _ = make_long_tailed_features(
-            args.n_samples, args.n_features, args.n_classes, n_test_per_class=0,
-            random_state=0,
-        )  # fmt: skip
-        np.save(path / "X.npy", X)
-        np.save(path / "y.npy", y)
-        del X
+        save_synthetic_features(path, args.n_samples, args.n_features, args.n_classes)
         predict = np.lib.format.open_memmap(
             path / "X_predict.npy", mode="w+", dtype=np.float32,
             shape=(args.predict_rows, args.predict_features),

@@ -147,3 +147,48 @@ def test_main_job_says_what_is_missing(arguments, message):
         [sys.executable, str(RUN), *arguments], capture_output=True, text=True
     )
     assert result.returncode != 0 and message in result.stderr
+
+
+# --- the performance scripts, at sizes that take seconds ---------------------
+
+
+def run_script(name, *arguments):
+    result = subprocess.run(
+        [sys.executable, str(RUN.parent / name), *arguments],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_classifier_speed_reports_every_classifier_against_the_peer():
+    out = run_script(
+        "classifier_speed.py", "--n-samples", "600", "--n-features", "16",
+        "--n-classes", "5", "--imbalance-ratio", "10", "--device", "cpu",
+    )  # fmt: skip
+    assert "| peer: scaler + LogisticRegression(balanced) |" in out
+    for name in ("Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT"):
+        assert f"| {name}Classifier (defaults) |" in out
+    assert "Peer time: measured." in out
+    assert "GFLOP/s" in out and "cRT epoch:" in out
+
+
+def test_grid_search_script_counts_each_image_once():
+    out = run_script(
+        "grid_search.py", "--n-samples", "600", "--n-features", "16",
+        "--n-classes", "5", "--n-images", "40",
+    )  # fmt: skip
+    assert "| GridSearchCV, memory= | 105 + refit |" in out
+    # 21 taus x 3 folds + refit = 64 fits, one probe image each.
+    assert "forward passes 104 = 40 distinct images + 64 probe images" in out
+
+
+def test_memory_script_measures_every_case():
+    out = run_script(
+        "memory.py", "--n-samples", "400", "--n-features", "8", "--n-classes",
+        "4", "--predict-rows", "1000", "--predict-features", "8",
+    )  # fmt: skip
+    for case in ("float32", "float16", "memmap", "predict, 1000 x 8 mapped"):
+        assert f"| {case} |" in out
