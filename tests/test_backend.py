@@ -7,6 +7,7 @@ import torch
 from skltr import JointClassifier
 from skltr._backend import (
     AutogradSGD,
+    CapturedStep,
     DeviceFeatures,
     SoftmaxRegressionSGD,
     feature_moments,
@@ -124,30 +125,31 @@ def test_the_joint_classifier_converges_within_its_default_epochs():
 @pytest.mark.parametrize("smoothing", [0.0, 0.5])
 def test_captured_cuda_graph_takes_the_eager_steps(smoothing):
     X, y = _problem(n=1100, d=32, c=10)
-    features = torch.from_numpy(X).cuda()
-    labels = torch.from_numpy(y).cuda()
+    data = DeviceFeatures(X, y, torch.device("cuda"))
+    mean, var = data.moments()
+    data.standardise(mean, np.sqrt(var))
     layers, steps = [], []
-    for use_graph in (True, False):
+    for _ in range(2):
         layer = torch.nn.Linear(32, 10, device="cuda").requires_grad_(False)
         layer.weight.zero_(), layer.bias.zero_()
-        step = SoftmaxRegressionSGD(
-            layer,
-            lr_weight=0.01,
-            lr_bias=0.1,
-            momentum=0.9,
-            weight_decay=1e-3,
-            label_smoothing=smoothing,
-        )
-        step.use_graph = use_graph
         layers.append(layer)
-        steps.append(step)
-    for k in range(3):
-        for start in range(0, 1100, 256):  # the last batch is partial: eager
-            rows = slice(start, start + 256)
-            losses = [
-                step(features[rows], labels[rows], 1.0 / (k + 1)) for step in steps
-            ]
-            torch.testing.assert_close(losses[0], losses[1])
-    assert steps[0]._graph is not None
+        steps.append(
+            SoftmaxRegressionSGD(
+                layer,
+                lr_weight=0.01,
+                lr_bias=0.1,
+                momentum=0.9,
+                weight_decay=1e-3,
+                label_smoothing=smoothing,
+            )
+        )
+    captured = CapturedStep(steps[0], data, 256)
+    rng = np.random.default_rng(0)
+    for epoch in range(3):  # each epoch ends with a partial batch: eager
+        for indices in data.epoch_index_batches(rng.permutation(1100), 256):
+            factor = 1.0 / (epoch + 1)
+            loss = captured(indices, factor)
+            torch.testing.assert_close(loss, steps[1](*data.gather(indices), factor))
+    assert captured.graph is not None
     torch.testing.assert_close(layers[0].weight, layers[1].weight)
     torch.testing.assert_close(layers[0].bias, layers[1].bias)
