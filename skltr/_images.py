@@ -347,12 +347,21 @@ def split_at_to_tensor(transform):
 
 
 class PixelsToTensor:
-    """An RGB PIL image as a uint8 (3, H, W) tensor; tensors pass through."""
+    """An 8-bit PIL image as a uint8 (channels, H, W) tensor.
+
+    Tensors pass through; other image modes (16-bit, float) get ``ToTensor``'s
+    own conversion, which does not divide them by 255.
+    """
 
     def __call__(self, image):
         if isinstance(image, torch.Tensor):
             return image
-        return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+        if image.mode not in ("RGB", "L"):
+            return TF.to_tensor(image)
+        pixels = np.array(image, dtype=np.uint8)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        return torch.from_numpy(pixels).permute(2, 0, 1)
 
     def __repr__(self):
         return f"{type(self).__name__}()"

@@ -745,6 +745,14 @@ def test_images_cross_to_the_device_as_uint8_and_are_normalised_there(library):
     torch.testing.assert_close(
         device(pixels[None])[0], transform(image), rtol=0, atol=0
     )
+    # A grayscale step before ToTensor: one uint8 channel, scaled the same.
+    gray = torchvision.transforms.Compose(
+        [torchvision.transforms.Grayscale(), torchvision.transforms.ToTensor()]
+    )
+    gray_host, gray_device = split_at_to_tensor(gray)
+    torch.testing.assert_close(
+        gray_device(gray_host(image)[None])[0], gray(image), rtol=0, atol=0
+    )
     if library != "timm":
         return
     # timm's MaybeToTensor passes float images in [0, 1] through: normalised.
