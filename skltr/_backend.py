@@ -234,30 +234,23 @@ class DeviceFeatures:
         Each batch's rows are read in increasing order (memory-mapped files are
         read forward), resident or not, so both give the same sums.
         """
-        order = self._sorted_batches(order, batch_size)
-        if not self.resident:
-            for start in range(0, len(order), batch_size):
-                indices = order[start : start + batch_size]
-                yield (
-                    self.rows(indices),
-                    self.y[torch.as_tensor(indices).to(self.device)],
-                )
+        if self.resident:
+            for indices in self.epoch_index_batches(order, batch_size):
+                yield self.gather(indices)
             return
-        for indices in self._device_index_batches(order, batch_size):
-            yield self.gather(indices)
+        order = self._sorted_batches(order, batch_size)
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            yield self.rows(indices), self.y[torch.as_tensor(indices).to(self.device)]
 
     def epoch_index_batches(self, order, batch_size):
         """The batches of :meth:`epoch_batches` as row indices on the device.
 
         Resident features only; :meth:`gather` turns them into batches.
         """
-        return self._device_index_batches(
-            self._sorted_batches(order, batch_size), batch_size
-        )
-
-    def _device_index_batches(self, order, batch_size):
         # One copy of the epoch's order to the device instead of one per step.
-        order = torch.as_tensor(order).to(self.device)
+        order = torch.as_tensor(self._sorted_batches(order, batch_size))
+        order = order.to(self.device)
         for start in range(0, len(order), batch_size):
             yield order[start : start + batch_size]
 
@@ -562,29 +555,27 @@ def train_minibatch(
     total_steps = max(1, epochs * steps_per_epoch)
     losses = []
     step_number = 0
-    captured = (
-        CapturedStep(step, data, batch_size)
-        if getattr(step, "capturable", False)
+    if (
+        getattr(step, "capturable", False)
         and data.resident
         and data.device.type == "cuda"
-        else None
-    )
+    ):
+        # Batches as row indices on the device, gathered inside the graph.
+        batches_of, run = data.epoch_index_batches, CapturedStep(step, data, batch_size)
+    else:
+        batches_of = data.epoch_batches
+
+        def run(batch, lr_factor):
+            return step(*batch, lr_factor)
+
     progress = tqdm(range(epochs), desc=desc, disable=verbose <= 0, leave=False)
     for epoch in progress:
         # Summed on the device: reading a loss every step would wait for the
         # accelerator at every step.
         epoch_loss = torch.zeros((), device=data.device)
-        order = sampler.epoch_indices(epoch)
-        if captured is None:
-            batches = data.epoch_batches(order, batch_size)
-        else:
-            batches = data.epoch_index_batches(order, batch_size)
-        for batch in batches:
+        for batch in batches_of(sampler.epoch_indices(epoch), batch_size):
             lr_factor = 0.5 * (1.0 + math.cos(math.pi * step_number / total_steps))
-            if captured is None:
-                epoch_loss += step(*batch, lr_factor)
-            else:
-                epoch_loss += captured(batch, lr_factor)
+            epoch_loss += run(batch, lr_factor)
             step_number += 1
         losses.append(float(epoch_loss) / steps_per_epoch)
         progress.set_postfix(loss=f"{losses[-1]:.4f}")

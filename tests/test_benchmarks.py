@@ -1,6 +1,7 @@
 """The main job end to end on tiny configurations (the full runs are benchmarks)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,7 +158,7 @@ def run_script(name, *arguments):
         [sys.executable, str(RUN.parent / name), *arguments],
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
