@@ -73,6 +73,24 @@ def test_top_eigenvalue_is_that_of_the_second_moment():
     assert subset == pytest.approx(exact, rel=0.2)
 
 
+def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded():
+    # Isotropic noise in 256-d: the largest eigenvalues lie close together,
+    # where power iteration stalls short of the top.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 256)).astype(np.float32)
+    exact = np.linalg.eigvalsh(X.T.astype(np.float64) @ X / len(X))[-1]
+    data = DeviceFeatures(X, np.zeros(len(X), int), CPU)
+    assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
+    # Rows spanning fewer directions than the features end the iteration early.
+    low_rank = X[:, :3] @ rng.normal(size=(3, 256)).astype(np.float32)
+    exact = np.linalg.eigvalsh(low_rank.T.astype(np.float64) @ low_rank / 3000)[-1]
+    data = DeviceFeatures(low_rank, np.zeros(len(X), int), CPU)
+    assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
+    assert DeviceFeatures(np.zeros_like(X), np.zeros(3000, int), CPU).top_eigenvalue(
+        rng
+    ) == pytest.approx(0.0)
+
+
 def test_standardised_rows_are_served_as_x_minus_mean_over_scale():
     X, y = _problem()
     data = DeviceFeatures(X, y, CPU)
