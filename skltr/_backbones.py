@@ -17,6 +17,7 @@ import copy
 import difflib
 import os
 import pickle
+import threading
 import urllib.request
 from dataclasses import dataclass
 
@@ -494,6 +495,18 @@ def load_into(network, state, *, head_prefixes, name):
         )
 
 
+# Which FeatureNetworks are inside forward, per thread: a flag on the module
+# would let one thread's forward end another's capture, and a thread-local
+# attribute would not pickle.
+_THREAD_STATE = threading.local()
+
+
+def _capturing_in_this_thread():
+    if not hasattr(_THREAD_STATE, "networks"):
+        _THREAD_STATE.networks = set()
+    return _THREAD_STATE.networks
+
+
 class _LayerReached(Exception):
     """Raised by the hook on the feature layer to skip the rest of the network."""
 
@@ -519,18 +532,19 @@ class FeatureNetwork(nn.Module):
                     "those of network.named_modules()."
                 )
             modules[layer].register_forward_hook(self._capture)
-        self._capturing = False
 
     def _capture(self, module, inputs, output):
-        # Only inside forward: the wrapped network still runs whole on its own.
-        if self._capturing:
+        # Only inside this thread's forward: the wrapped network still runs
+        # whole on its own, and in other threads.
+        if id(self) in _capturing_in_this_thread():
             raise _LayerReached(output)
 
     def forward(self, x):
         if self.layer is None:
             output = self.network(x)
         else:
-            self._capturing = True
+            capturing = _capturing_in_this_thread()
+            capturing.add(id(self))
             try:
                 self.network(x)
             except _LayerReached as reached:
@@ -538,7 +552,7 @@ class FeatureNetwork(nn.Module):
             else:  # pragma: no cover - the hooked layer always runs
                 raise RuntimeError(f"Layer {self.layer!r} did not run.")
             finally:
-                self._capturing = False
+                capturing.discard(id(self))
         if isinstance(output, tuple | list):
             output = output[0]
         if output.ndim == 4:

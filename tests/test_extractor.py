@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import threading
 import warnings
 
 import numpy as np
@@ -132,6 +133,36 @@ def test_layer_takes_a_named_module_averaged_over_space():
         expected = network.layer2(network.layer1(x)).mean(dim=(2, 3))
     assert features.shape == (4, 32)
     np.testing.assert_allclose(features, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_layer_capture_is_per_thread():
+    # One thread's forward must not end another's capture of the layer: the
+    # first thread is held before the layer until the second has finished.
+    from skltr._backbones import FeatureNetwork
+
+    entered, finished = threading.Event(), threading.Event()
+
+    class Hold(torch.nn.Module):
+        def forward(self, x):
+            if x[0, 0] > 0:
+                entered.set()
+                finished.wait(timeout=10)
+            return x
+
+    network = FeatureNetwork(
+        torch.nn.Sequential(Hold(), torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)),
+        layer="1",
+    )
+    held = {}
+    thread = threading.Thread(target=lambda: held.update(out=network(torch.ones(1, 4))))
+    thread.start()
+    entered.wait(timeout=10)
+    assert network(-torch.ones(1, 4)).shape == (1, 3)
+    finished.set()
+    thread.join(timeout=10)
+    assert held["out"].shape == (1, 3)
+    # Outside forward, the wrapped network still runs whole.
+    assert network.network(-torch.ones(1, 4)).shape == (1, 2)
 
 
 def test_unknown_layer_suggests_names():
