@@ -222,6 +222,14 @@ class LORTClassifier(BaseRebalancer):
         )
         self.path_scores_ = np.asarray(scores)
         self.best_epoch_ = best["epoch"]
+        self._warn_if_training_cannot_choose(
+            self.path_scores_,
+            lambda tied: "epochs " + ", ".join(map(str, tied)),
+            "where to stop",
+            "If that is epoch 0, this is the joint classifier unchanged. LORT "
+            "cannot yet choose on a held-out split; compare it with the other "
+            "re-balancers on held-out data (cross_validate or GridSearchCV).",
+        )
         self.coef_, self.intercept_ = best["coef"], best["bias"]
 
     def _auto_lr(self, n_samples):

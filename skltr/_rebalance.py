@@ -7,6 +7,7 @@ re-balancing parameters fits it once per fold.
 """
 
 import hashlib
+import warnings
 
 import numpy as np
 import torch
@@ -122,3 +123,24 @@ class BaseRebalancer(BaseTrainedClassifier):
             torch.as_tensor(self.joint_coef_, device=device),
             torch.as_tensor(self.joint_intercept_, device=device),
         )
+
+    def _warn_if_training_cannot_choose(self, scores, candidates, what, remedy):
+        """Warn when several candidates classify the whole training set right.
+
+        ``scores`` are the candidates' mean per-class training accuracies, and
+        the first best one is kept. When the joint classifier fits the
+        training set perfectly, which is common when the features have more
+        dimensions than the tail classes have samples, several candidates
+        score 1 and the training set cannot choose between them.
+        """
+        perfect = np.flatnonzero(np.asarray(scores) >= 1.0)
+        if len(perfect) > 1:
+            warnings.warn(
+                f"{type(self).__name__} chooses {what} by mean per-class "
+                f"accuracy on the training set, but {len(perfect)} of the "
+                f"{len(scores)} candidates ({candidates(perfect)}) classify "
+                "every training sample correctly, so the training set cannot "
+                f"tell them apart; the first was kept. {remedy}",
+                UserWarning,
+                stacklevel=3,
+            )

@@ -191,6 +191,13 @@ class TauNormClassifier(BaseRebalancer):
             len(self.classes_),
         )
         self.tau_scores_ = (correct / self.class_counts_).mean(axis=1)
+        self._warn_if_training_cannot_choose(
+            self.tau_scores_,
+            lambda tied: "tau = " + ", ".join(f"{tau:g}" for tau in grid[tied]),
+            "tau",
+            "Choose tau on held-out data instead: GridSearchCV over tau, or "
+            "skltr.metrics.tau_sweep on a validation split.",
+        )
         return float(grid[np.argmax(self.tau_scores_)])
 
     def _iter_joint_logits(self, X):

@@ -1,6 +1,7 @@
 """Each method against its formula, and the behaviour users rely on."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from skltr import (
     TauNormClassifier,
 )
 from skltr._lort import retargeted_labels
+from skltr.datasets import make_long_tailed_features
 
 CPU = {"device": "cpu", "random_state": 0}
 ALL_CLASSIFIERS = [
@@ -83,6 +85,31 @@ def test_tau_auto_picks_the_best_mean_per_class_training_accuracy(small_problem)
     ]
     np.testing.assert_allclose(clf.tau_scores_, by_hand)
     assert clf.tau_ == grid[int(np.argmax(by_hand))]
+
+
+@pytest.fixture(scope="module")
+def fits_perfectly():
+    """More dimensions than the tail has samples: the joint fit is perfect."""
+    X, _, y, _ = make_long_tailed_features(
+        300, 128, 10, imbalance_ratio=20, random_state=0
+    )
+    return X, y, JointClassifier(**CPU).fit(X, y)
+
+
+def test_choosing_on_a_perfectly_fit_training_set_warns(fits_perfectly):
+    X, y, joint = fits_perfectly
+    assert balanced_accuracy_score(y, joint.predict(X)) == 1.0
+    match = "every training sample correctly.*held-out data"
+    with pytest.warns(UserWarning, match="candidates \\(tau = 0, 0.1, .*" + match):
+        clf = TauNormClassifier(joint=joint, **CPU).fit(X, y)
+    assert clf.tau_ == 0.0 and clf.tau_scores_[0] == 1.0
+    with pytest.warns(UserWarning, match="candidates \\(epochs 0, 1.*" + match):
+        lort = LORTClassifier(joint=joint, **CPU).fit(X, y)
+    assert lort.best_epoch_ == 0
+    # A tau given, not chosen: nothing to warn about.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TauNormClassifier(tau=0.5, joint=joint, **CPU).fit(X, y)
 
 
 def test_tau_learn_balances_the_joint_classifier(long_tailed):
