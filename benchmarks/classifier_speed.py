@@ -7,8 +7,9 @@ LogisticRegression(class_weight="balanced"))`` (plain ``LogisticRegression``
 for the Joint row, which ignores the imbalance too), in the same run; balanced
 accuracy on a balanced test set is reported beside each. The machine's limit
 is the float32 matrix-product rate measured with torch for the shapes of one
-training step; cRT's time per epoch (from fits of two lengths, so that fixed
-costs cancel) is reported against it.
+training step; cRT's time per epoch (from fits of two lengths, 2 and 12 epochs
+unless ``--epoch-fits`` says otherwise, so that fixed costs cancel) is
+reported against it.
 
     python benchmarks/classifier_speed.py --size cifar100
     python benchmarks/classifier_speed.py --size imagenet --peer-budget 600
@@ -132,11 +133,21 @@ def main(argv=None):
     )
     parser.add_argument("--no-peer", action="store_true", help="skip the peer")
     parser.add_argument(
+        "--epoch-fits",
+        default="2,12",
+        help="the two cRT fit lengths, in epochs, whose difference times an epoch",
+    )
+    parser.add_argument(
         "--tf32",
         action="store_true",
         help="allow TF32 matrix products on CUDA (the user's opt-in)",
     )
     args = parser.parse_args(argv)
+    lengths = [int(epochs) for epochs in args.epoch_fits.split(",")]
+    if len(lengths) != 2 or min(lengths) < 1 or lengths[0] == lengths[1]:
+        parser.error(
+            f"--epoch-fits needs two different epoch counts; got {args.epoch_fits}"
+        )
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
     n, d, c = SIZES[args.size]
     n, d, c = args.n_samples or n, args.n_features or d, args.n_classes or c
@@ -205,9 +216,10 @@ def main(argv=None):
     # Machine limit: cRT's time per epoch from two fit lengths.
     batch = CRTClassifier().batch_size
     rate = matmul_rate(batch, d, c, device)
-    short = timed_fit(CRTClassifier(epochs=2, **trained), X, y)
-    long = timed_fit(CRTClassifier(epochs=12, **trained), X, y)
-    epoch = (long - short) / 10
+    few, many = sorted(int(epochs) for epochs in args.epoch_fits.split(","))
+    short = timed_fit(CRTClassifier(epochs=few, **trained), X, y)
+    long = timed_fit(CRTClassifier(epochs=many, **trained), X, y)
+    epoch = (long - short) / (many - few)
     needed = 4 * n * d * c  # forward and weight gradient; features need none
     convention = 6 * n * d * c
     print(

@@ -104,30 +104,51 @@ def measure(case, classifier, path, n_classes):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _save_predict_rows(path, n_rows, n_features):
+    predict = np.lib.format.open_memmap(
+        path / "X_predict.npy", mode="w+", dtype=np.float32,
+        shape=(n_rows, n_features),
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    for start in range(0, n_rows, 100_000):
+        block = predict[start : start + 100_000]
+        block[:] = rng.standard_normal(block.shape, dtype=np.float32)
+    predict.flush()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_size_arguments(parser)
     parser.add_argument("--predict-rows", type=int, default=1_000_000)
     parser.add_argument("--predict-features", type=int, default=512)
+    parser.add_argument(
+        "--cases",
+        help="comma-separated case:classifier pairs to run, e.g. "
+        "float32:CRTClassifier,memmap:CRTClassifier (default: all)",
+    )
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         case, classifier, path, n_classes = args.worker
         return worker(case, classifier, Path(path), int(n_classes))
+    cases = [("float32", c) for c in CLASSIFIERS]
+    cases += [("float16", "CRTClassifier"), ("memmap", "CRTClassifier")]
+    cases += [("predict", "CRTClassifier")]
+    if args.cases:
+        chosen = [tuple(pair.split(":")) for pair in args.cases.split(",")]
+        unknown = [":".join(pair) for pair in chosen if pair not in cases]
+        if unknown:
+            parser.error(
+                f"unknown cases {unknown}; choose from "
+                + ", ".join(":".join(pair) for pair in cases)
+            )
+        cases = chosen
 
     with tempfile.TemporaryDirectory(dir=".") as folder:
         path = Path(folder)
         save_synthetic_features(path, args.n_samples, args.n_features, args.n_classes)
-        predict = np.lib.format.open_memmap(
-            path / "X_predict.npy", mode="w+", dtype=np.float32,
-            shape=(args.predict_rows, args.predict_features),
-        )  # fmt: skip
-        rng = np.random.default_rng(0)
-        for start in range(0, args.predict_rows, 100_000):
-            block = predict[start : start + 100_000]
-            block[:] = rng.standard_normal(block.shape, dtype=np.float32)
-        predict.flush()
-        del predict
+        if any(case == "predict" for case, _ in cases):
+            _save_predict_rows(path, args.predict_rows, args.predict_features)
         print(
             f"Features: {args.n_samples} x {args.n_features} float32 "
             f"({args.n_samples * args.n_features * 4 / 2**20:.0f} MiB), "
@@ -137,9 +158,6 @@ def main(argv=None):
         )
         print("| case | classifier | peak anon / features | (file) | seconds |")
         print("|---|---|---:|---:|---:|")
-        cases = [("float32", c) for c in CLASSIFIERS]
-        cases += [("float16", "CRTClassifier"), ("memmap", "CRTClassifier")]
-        cases += [("predict", "CRTClassifier")]
         for case, classifier in cases:
             r = measure(case, classifier, path, args.n_classes)
             label = (

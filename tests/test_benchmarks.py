@@ -168,6 +168,7 @@ def test_classifier_speed_reports_every_classifier_against_the_peer():
     out = run_script(
         "classifier_speed.py", "--n-samples", "600", "--n-features", "16",
         "--n-classes", "5", "--imbalance-ratio", "10", "--device", "cpu",
+        "--epoch-fits", "1,3",
     )  # fmt: skip
     assert "| peer: scaler + LogisticRegression(balanced) |" in out
     for name in ("Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT"):
@@ -193,3 +194,19 @@ def test_memory_script_measures_every_case():
     )  # fmt: skip
     for case in ("float32", "float16", "memmap", "predict, 1000 x 8 mapped"):
         assert f"| {case} |" in out
+
+
+def test_memory_script_runs_the_cases_asked_for():
+    out = run_script(
+        "memory.py", "--n-samples", "400", "--n-features", "8", "--n-classes",
+        "4", "--cases", "float32:NCMClassifier,memmap:CRTClassifier",
+    )  # fmt: skip
+    rows = [line for line in out.splitlines() if line.startswith("| float32 |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["NCMClassifier"]
+    assert "| memmap | CRTClassifier |" in out and "predict" not in out
+    result = subprocess.run(
+        [sys.executable, str(RUN.parent / "memory.py"), "--cases", "float64:NCM"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "unknown cases ['float64:NCM']" in result.stderr
