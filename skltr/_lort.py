@@ -76,8 +76,11 @@ class LORTClassifier(BaseRebalancer):
     optimum of the loss itself is head-biased. The fit therefore walks the
     path and keeps its best point: after every epoch (and at the start) it
     measures the mean per-class accuracy on the training set, and it stops
-    once ``n_iter_no_change`` epochs have not improved it. The test set never
-    takes part.
+    once ``n_iter_no_change`` epochs have not improved it, keeping the
+    earliest of equals. The test set never takes part. When the joint
+    classifier already classifies every training sample correctly, the
+    training set cannot tell the points apart and the joint classifier is
+    kept unchanged; a warning says so.
 
     Parameters
     ----------

@@ -67,7 +67,12 @@ class TauNormClassifier(BaseRebalancer):
         The normalisation power. ``"auto"`` takes the value of ``tau_grid``
         with the best mean per-class accuracy on the training set (the
         Decoupling paper's appendix B.5, which finds it as good as a
-        validation set). ``"learn"`` learns tau by SGD with class-balanced
+        validation set), the smallest of equals. When the joint classifier
+        fits the training set perfectly, as it can when the features have
+        more dimensions than the tail classes have samples, several values
+        score 1 and that choice is no choice: a warning says so, and tau is
+        better chosen on held-out data (``GridSearchCV`` over ``tau``).
+        ``"learn"`` learns tau by SGD with class-balanced
         sampling, the joint weights frozen, using the training settings below.
 
     tau_grid : array-like of float, default=None
