@@ -141,7 +141,7 @@ labels : array-like of shape (n_classes,), default=None
 The learning rate is relative to the curvature of the loss. The step on the
 weights W is ``lr / lambda``, where ``lambda`` is the largest eigenvalue of
 the second moment E[x x^T] of the (standardised) training features,
-estimated by power iteration before training; the bias takes ``lr`` itself.
+estimated by Lanczos iteration before training; the bias takes ``lr`` itself.
 The Hessian of the mean cross-entropy in W is at most ``lambda / 2``, so SGD
 with momentum 0.9 stays stable for any ``lr`` below about 7, and one default
 fits features of any scale, dimension and correlation (ResNet features
