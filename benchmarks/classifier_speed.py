@@ -26,16 +26,15 @@ many). The table says when a figure is extrapolated.
 """
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from skltr import (
     CRTClassifier,
@@ -46,6 +45,9 @@ from skltr import (
     TauNormClassifier,
 )
 from skltr.datasets import make_long_tailed_features
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _rows import logistic_regression_peer  # noqa: E402
 
 SIZES = {
     "cifar100": (10_847, 512, 100),
@@ -79,13 +81,6 @@ def timed_fit(estimator, X, y):
     return time.perf_counter() - start
 
 
-def peer(max_iter, class_weight="balanced"):
-    return make_pipeline(
-        StandardScaler(),
-        LogisticRegression(class_weight=class_weight, max_iter=max_iter),
-    )
-
-
 def time_peer(X, y, budget, seed, class_weight="balanced"):
     """Seconds the peer needs to converge, measured or extrapolated, and how.
 
@@ -99,15 +94,15 @@ def time_peer(X, y, budget, seed, class_weight="balanced"):
 
 def _time_peer(X, y, budget, seed, class_weight):
     rows = np.random.default_rng(seed).permutation(len(y))[: max(1, len(y) // 10)]
-    probe = peer(1000, class_weight).fit(X[rows], y[rows])
+    probe = logistic_regression_peer(class_weight, 1000).fit(X[rows], y[rows])
     iterations = int(probe[-1].n_iter_[0])
-    one = peer(1, class_weight)
+    one = logistic_regression_peer(class_weight, 1)
     seconds_one = timed_fit(one, X, y)
     if seconds_one * iterations <= budget:
-        model = peer(1000, class_weight)
+        model = logistic_regression_peer(class_weight, 1000)
         return timed_fit(model, X, y), model, "measured"
     few = max(2, int(budget / seconds_one / 2))
-    model = peer(few, class_weight)
+    model = logistic_regression_peer(class_weight, few)
     seconds = timed_fit(model, X, y)
     per_iteration = (seconds - seconds_one) / (few - 1)
     estimate = seconds_one + per_iteration * (iterations - 1)
