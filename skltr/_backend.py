@@ -278,8 +278,9 @@ class DeviceFeatures:
         eigenvalue a little high, which errs toward a smaller, stable step.
         Each iteration is one pass over the subset, and Lanczos needs far
         fewer of them than power iteration when the top of the spectrum is
-        crowded, as it is for standardised features: at CIFAR-100-LT size, 10
-        passes against about 60 for a worse estimate.
+        crowded, as it is for standardised features: at CIFAR-100-LT size it
+        takes 0.1 s to come within 2e-5, where power iteration took 0.14 to
+        0.45 s to come within 3e-3.
 
         Parameters
         ----------

@@ -67,7 +67,7 @@ class TauNormClassifier(BaseRebalancer):
         The normalisation power. ``"auto"`` takes the value of ``tau_grid``
         with the best mean per-class accuracy on the training set (the
         Decoupling paper's appendix B.5, which finds it as good as a
-        validation set), the smallest of equals. When the joint classifier
+        validation set), the first of equals in grid order. When the joint classifier
         fits the training set perfectly, as it can when the features have
         more dimensions than the tail classes have samples, several values
         score 1 and that choice is no choice: a warning says so, and tau is
