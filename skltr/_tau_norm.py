@@ -31,18 +31,21 @@ def tau_normalize(coef, tau):
     return coef / np.maximum(norms, np.finfo(coef.dtype).tiny) ** tau
 
 
-def correct_by_tau(chunks, norms, taus, n_classes):
+def correct_by_tau(X, labels, coef, taus, n_classes, preprocess):
     """Correct predictions per class of the tau-normalised classifier, per tau.
 
-    ``chunks`` yields ``(labels, logits)``: encoded labels of a chunk of rows
-    and their joint logits without bias; dividing logit j by ``norms[j]**tau``
-    gives the tau-normalised logits. Returns an (n_taus, n_classes) array.
+    The joint logits without bias, ``preprocess(rows) @ coef.T``, are computed
+    a chunk of rows of ``X`` at a time; dividing logit j by
+    ``||coef_j||**tau`` gives the tau-normalised logits. ``labels`` are the
+    rows' encoded labels. Returns an (n_taus, n_classes) array.
     """
+    norms = np.linalg.norm(coef, axis=1)
     correct = np.zeros((len(taus), n_classes))
-    for labels, logits in chunks:
+    for rows in iter_row_chunks(*X.shape):
+        logits, chunk_labels = preprocess(X[rows]) @ coef.T, labels[rows]
         for i, tau in enumerate(taus):
-            hits = (logits / norms**tau).argmax(axis=1) == labels
-            correct[i] += np.bincount(labels[hits], minlength=n_classes)
+            hits = (logits / norms**tau).argmax(axis=1) == chunk_labels
+            correct[i] += np.bincount(chunk_labels[hits], minlength=n_classes)
     return correct
 
 
@@ -190,10 +193,7 @@ class TauNormClassifier(BaseRebalancer):
                 f"got {self.tau_grid!r}."
             )
         correct = correct_by_tau(
-            ((y[rows], logits) for rows, logits in self._iter_joint_logits(X)),
-            np.linalg.norm(self.joint_coef_, axis=1),
-            grid,
-            len(self.classes_),
+            X, y, self.joint_coef_, grid, len(self.classes_), self._preprocess
         )
         self.tau_scores_ = (correct / self.class_counts_).mean(axis=1)
         self._warn_if_training_cannot_choose(
@@ -204,11 +204,6 @@ class TauNormClassifier(BaseRebalancer):
             "skltr.metrics.tau_sweep on a validation split.",
         )
         return float(grid[np.argmax(self.tau_scores_)])
-
-    def _iter_joint_logits(self, X):
-        """Joint logits without bias, a chunk of training rows at a time."""
-        for rows in iter_row_chunks(*X.shape):
-            yield rows, self._preprocess(X[rows]) @ self.joint_coef_.T
 
     def _learn_tau(self, X, y):
         device, rng = self._start_training()

@@ -6,7 +6,6 @@ import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, validate_params
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from .._backend import iter_row_chunks
 from .._base import BaseLinearClassifier
 from .._docstrings import fill_doc
 from .._tau_norm import DEFAULT_TAU_GRID, correct_by_tau
@@ -102,15 +101,7 @@ def tau_sweep(estimator, X, y, *, taus=None, class_counts=None, many=100, few=20
     encoded = np.searchsorted(labels, y)
     taus = DEFAULT_TAU_GRID if taus is None else column_or_1d(taus).astype(float)
     coef = np.asarray(coef, dtype=np.float64)
-    correct = correct_by_tau(
-        (
-            (encoded[rows], preprocess(X[rows]) @ coef.T)
-            for rows in iter_row_chunks(*X.shape)
-        ),
-        np.linalg.norm(coef, axis=1),
-        taus,
-        len(labels),
-    )
+    correct = correct_by_tau(X, encoded, coef, taus, len(labels), preprocess)
     support = np.bincount(encoded, minlength=len(labels))
     with np.errstate(invalid="ignore", divide="ignore"):
         accuracy = correct / support
