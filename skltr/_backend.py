@@ -99,29 +99,6 @@ def iter_row_chunks(n_rows, n_cols, *, bytes_per_chunk=64 * 2**20):
         yield slice(start, min(start + rows, n_rows))
 
 
-def feature_moments(X):
-    """Per-feature mean and variance, in float64, one chunk at a time.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-        May be memory-mapped; it is never loaded whole.
-
-    Returns
-    -------
-    mean, var : ndarray of shape (n_features,)
-    """
-    n_samples, n_features = X.shape
-    total = np.zeros(n_features)
-    for rows in iter_row_chunks(n_samples, n_features):
-        total += X[rows].sum(axis=0, dtype=np.float64)
-    mean = total / n_samples
-    squared = np.zeros(n_features)
-    for rows in iter_row_chunks(n_samples, n_features):
-        squared += np.square(X[rows] - mean).sum(axis=0)
-    return mean, squared / n_samples
-
-
 def feature_scaled_lr(lr, curvature):
     """The SGD step size for parameters whose loss has curvature ``curvature``.
 
@@ -192,19 +169,25 @@ class DeviceFeatures:
         return out
 
     def moments(self):
-        """Per-feature mean and variance of the features as given, float64."""
-        if not (self.resident and self.device.type == "cuda"):
-            return feature_moments(self.X)
-        # On the accelerator the features are already there: two passes over
-        # them take milliseconds, against seconds on the host.
-        total = torch.zeros(self.n_features, dtype=torch.float64, device=self.device)
-        for rows in iter_row_chunks(self.n_samples, self.n_features):
-            total += self._X_device[rows].sum(dim=0, dtype=torch.float64)
-        mean = total / self.n_samples
-        squared = torch.zeros_like(total)
-        for rows in iter_row_chunks(self.n_samples, self.n_features):
-            squared += torch.square(self._X_device[rows].double() - mean).sum(dim=0)
-        return mean.cpu().numpy(), (squared / self.n_samples).cpu().numpy()
+        """Per-feature mean and variance of the features as given, float64.
+
+        One pass, a chunk of rows at a time, where the features are (on the
+        accelerator when they are resident there): each chunk's mean and
+        variance in float32, merged in float64 by the pairwise update of Chan,
+        Golub and LeVeque. The host's float64 two-pass sums took 1.5 s at
+        ImageNet-LT size and 21 ms of a 0.3 s cRT fit at CIFAR-100-LT size.
+        """
+        mean = torch.zeros(self.n_features, dtype=torch.float64, device=self.device)
+        squares = torch.zeros_like(mean)
+        count = 0
+        for _, chunk in self._raw_chunks():
+            chunk_var, chunk_mean = torch.var_mean(chunk.float(), dim=0, correction=0)
+            n, total = len(chunk), count + len(chunk)
+            delta = chunk_mean.double() - mean
+            mean += delta * (n / total)
+            squares += chunk_var.double() * n + delta.square() * (count * n / total)
+            count = total
+        return mean.cpu().numpy(), (squares / count).cpu().numpy()
 
     def standardise(self, shift, scale):
         """Serve rows as ``(x - shift) / scale`` from now on."""
@@ -339,13 +322,17 @@ class DeviceFeatures:
 
     def iter_all(self):
         """All rows in order, in chunks, on the device (for evaluation)."""
+        for rows, chunk in self._raw_chunks():
+            yield self.preprocess(chunk), self.y[rows]
+
+    def _raw_chunks(self):
+        """Row slices and their rows as given (not preprocessed), on the device."""
         for rows in iter_row_chunks(self.n_samples, self.n_features):
             if self.resident:
-                chunk = self._X_device[rows]
+                yield rows, self._X_device[rows]
             else:
                 chunk = _numpy_as_tensor(np.ascontiguousarray(self.X[rows]))
-                chunk = chunk.to(self.device)
-            yield self.preprocess(chunk), self.y[rows]
+                yield rows, chunk.to(self.device)
 
 
 def _as_float_tensor(values, device):

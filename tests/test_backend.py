@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+import skltr._backend
 from skltr import JointClassifier
 from skltr._backend import (
     AutogradSGD,
     CapturedStep,
     DeviceFeatures,
     SoftmaxRegressionSGD,
-    feature_moments,
 )
 from skltr.datasets import make_long_tailed_features
 
@@ -63,7 +63,7 @@ def test_top_eigenvalue_is_that_of_the_second_moment():
     data = DeviceFeatures(X, np.zeros(len(X), int), CPU)
     assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
     # Served standardised, it is that of the standardised rows.
-    mean, var = feature_moments(X)
+    mean, var = data.moments()
     data.standardise(mean, np.sqrt(var))
     Z = (X - mean) / np.sqrt(var)
     exact = np.linalg.eigvalsh(Z.T @ Z / len(Z))[-1]
@@ -89,6 +89,32 @@ def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded():
     assert DeviceFeatures(np.zeros_like(X), np.zeros(3000, int), CPU).top_eigenvalue(
         rng
     ) == pytest.approx(0.0)
+
+
+def test_moments_merge_chunks_exactly_enough(monkeypatch, tmp_path):
+    # Far from zero and narrow, in chunks of unequal size, resident and
+    # memory-mapped: the merged float64 moments match NumPy's on all rows.
+    rng = np.random.default_rng(0)
+    X = (1000.0 + 0.1 * rng.normal(size=(1030, 6))).astype(np.float32)
+    expected_mean = X.mean(axis=0, dtype=np.float64)
+    expected_var = X.astype(np.float64).var(axis=0)
+    original = skltr._backend.iter_row_chunks
+    monkeypatch.setattr(
+        skltr._backend,
+        "iter_row_chunks",
+        lambda n_rows, n_cols: original(
+            n_rows, n_cols, bytes_per_chunk=8 * n_cols * 100
+        ),
+    )
+    mapped = np.lib.format.open_memmap(
+        tmp_path / "X.npy", mode="w+", dtype=X.dtype, shape=X.shape
+    )
+    mapped[:] = X
+    for features in (X, mapped):
+        data = DeviceFeatures(features, np.zeros(len(X), int), CPU)
+        mean, var = data.moments()
+        np.testing.assert_allclose(mean, expected_mean, rtol=1e-7)
+        np.testing.assert_allclose(var, expected_var, rtol=1e-4)
 
 
 def test_standardised_rows_are_served_as_x_minus_mean_over_scale():
