@@ -11,7 +11,7 @@ training step; cRT's time per epoch (from fits of two lengths, 2 and 12 epochs
 unless ``--epoch-fits`` says otherwise, so that fixed costs cancel) is
 reported against it.
 
-    python benchmarks/classifier_speed.py --size cifar100
+    python benchmarks/classifier_speed.py --size cifar100 --repeats 5
     python benchmarks/classifier_speed.py --size imagenet --peer-budget 600
 
 Sizes: cifar100 (N = 10,847, d = 512, C = 100), imagenet (115,846, 2,048,
@@ -75,13 +75,17 @@ def matmul_rate(batch, n_features, n_classes, device, seconds=2.0):
     return steps * flops_per_step / (time.perf_counter() - start)
 
 
-def timed_fit(estimator, X, y):
-    start = time.perf_counter()
-    estimator.fit(X, y)
-    return time.perf_counter() - start
+def timed_fit(estimator, X, y, repeats=1):
+    """Median seconds of ``repeats`` fits; ``estimator`` is left fitted."""
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        estimator.fit(X, y)
+        seconds.append(time.perf_counter() - start)
+    return float(np.median(seconds))
 
 
-def time_peer(X, y, budget, seed, class_weight="balanced"):
+def time_peer(X, y, budget, seed, class_weight="balanced", repeats=1):
     """Seconds the peer needs to converge, measured or extrapolated, and how.
 
     The runs cut short on purpose warn that they did not converge; those
@@ -89,10 +93,10 @@ def time_peer(X, y, budget, seed, class_weight="balanced"):
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return _time_peer(X, y, budget, seed, class_weight)
+        return _time_peer(X, y, budget, seed, class_weight, repeats)
 
 
-def _time_peer(X, y, budget, seed, class_weight):
+def _time_peer(X, y, budget, seed, class_weight, repeats):
     rows = np.random.default_rng(seed).permutation(len(y))[: max(1, len(y) // 10)]
     probe = logistic_regression_peer(class_weight, 1000).fit(X[rows], y[rows])
     iterations = int(probe[-1].n_iter_[0])
@@ -100,7 +104,7 @@ def _time_peer(X, y, budget, seed, class_weight):
     seconds_one = timed_fit(one, X, y)
     if seconds_one * iterations <= budget:
         model = logistic_regression_peer(class_weight, 1000)
-        return timed_fit(model, X, y), model, "measured"
+        return timed_fit(model, X, y, repeats), model, "measured"
     few = max(2, int(budget / seconds_one / 2))
     model = logistic_regression_peer(class_weight, few)
     seconds = timed_fit(model, X, y)
@@ -127,6 +131,13 @@ def main(argv=None):
         "--only", help="comma-separated classifier names to time (default: all)"
     )
     parser.add_argument("--no-peer", action="store_true", help="skip the peer")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="time each fit this many times and report the median (fits of a "
+        "second or less vary by up to 40%% from run to run on 2 cores)",
+    )
     parser.add_argument(
         "--epoch-fits",
         default="2,12",
@@ -168,7 +179,9 @@ def main(argv=None):
         if args.no_peer:
             peers[class_weight] = (float("nan"), float("nan"), "not run")
             continue
-        seconds, model, how = time_peer(X, y, args.peer_budget, args.seed, class_weight)
+        seconds, model, how = time_peer(
+            X, y, args.peer_budget, args.seed, class_weight, args.repeats
+        )
         accuracy = balanced_accuracy_score(y_test, model.predict(X_test))
         peers[class_weight] = (seconds, accuracy, how)
     trained = {"device": str(device), "random_state": args.seed}
@@ -195,7 +208,7 @@ def main(argv=None):
         X[:: max(1, n // 20000)], y[:: max(1, n // 20000)]
     )
     for name, estimator in rows.items():
-        seconds = timed_fit(estimator, X, y)
+        seconds = timed_fit(estimator, X, y, args.repeats)
         accuracy = balanced_accuracy_score(y_test, estimator.predict(X_test))
         peer_seconds = peers[None if name == "JointClassifier" else "balanced"][0]
         print(
@@ -205,15 +218,16 @@ def main(argv=None):
     print(
         "\nThe Joint row is timed against the plain peer, the others against the "
         f"balanced one. Peer times: balanced {peers['balanced'][2]}, "
-        f"plain {peers[None][2]}."
+        f"plain {peers[None][2]}. Each measured fit time is the median of "
+        f"{args.repeats} fit(s)."
     )
 
     # Machine limit: cRT's time per epoch from two fit lengths.
     batch = CRTClassifier().batch_size
     rate = matmul_rate(batch, d, c, device)
     few, many = sorted(int(epochs) for epochs in args.epoch_fits.split(","))
-    short = timed_fit(CRTClassifier(epochs=few, **trained), X, y)
-    long = timed_fit(CRTClassifier(epochs=many, **trained), X, y)
+    short = timed_fit(CRTClassifier(epochs=few, **trained), X, y, args.repeats)
+    long = timed_fit(CRTClassifier(epochs=many, **trained), X, y, args.repeats)
     epoch = (long - short) / (many - few)
     needed = 4 * n * d * c  # forward and weight gradient; features need none
     convention = 6 * n * d * c

@@ -168,12 +168,13 @@ def test_classifier_speed_reports_every_classifier_against_the_peer():
     out = run_script(
         "classifier_speed.py", "--n-samples", "600", "--n-features", "16",
         "--n-classes", "5", "--imbalance-ratio", "10", "--device", "cpu",
-        "--epoch-fits", "1,3",
+        "--epoch-fits", "1,3", "--repeats", "2",
     )  # fmt: skip
     assert "| peer: scaler + LogisticRegression(balanced) |" in out
     for name in ("Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT"):
         assert f"| {name}Classifier (defaults) |" in out
     assert "Peer times: balanced measured, plain measured." in out
+    assert "median of 2 fit(s)" in out
     assert "GFLOP/s" in out and "cRT epoch:" in out
 
 
