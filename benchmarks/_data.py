@@ -146,6 +146,16 @@ def _load_features(path):
     return splits
 
 
+def save_features(path, splits):
+    """Write ``splits`` (name to Split) to an .npz that ``_load_features`` reads."""
+    arrays = {}
+    for name, split in splits.items():
+        arrays[f"X_{name}"] = np.asarray(split.X)
+        arrays[f"y_{name}"] = np.asarray(split.y)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
 def save_synthetic_features(folder, n_samples, n_features, n_classes, seed=0):
     """Write long-tailed synthetic training features to ``folder``/X.npy, y.npy.
 

@@ -16,7 +16,14 @@ reported against it.
 
 Sizes: cifar100 (N = 10,847, d = 512, C = 100), imagenet (115,846, 2,048,
 1,000), inat (437,513, 2,048, 8,142), or --n-samples / --n-features /
---n-classes.
+--n-classes. ``--features FILE`` times them on real features instead: an .npz
+(or a folder of .npy) with X_train, y_train, X_test, y_test, as
+``run.py --save-features`` writes them.
+
+    python benchmarks/run.py --dataset cifar10 --data cifar10-jpeg.zip \
+        --backbone cifar_resnet56 --weights resnet56-4bfd9763.th \
+        --save-features r56.npz
+    python benchmarks/classifier_speed.py --features r56.npz --repeats 5
 
 When the peer would not finish within ``--peer-budget`` seconds, it is run
 with fewer lbfgs iterations and its full time is extrapolated: (time per
@@ -47,6 +54,7 @@ from skltr import (
 from skltr.datasets import make_long_tailed_features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import _load_features  # noqa: E402
 from _rows import logistic_regression_peer  # noqa: E402
 
 SIZES = {
@@ -124,6 +132,12 @@ def main(argv=None):
     parser.add_argument("--n-features", type=int)
     parser.add_argument("--n-classes", type=int)
     parser.add_argument("--imbalance-ratio", type=float, default=100)
+    parser.add_argument(
+        "--features",
+        type=Path,
+        help="time on these features instead of synthetic ones (an .npz or a "
+        "folder of .npy with X_train, y_train, X_test, y_test)",
+    )
     parser.add_argument("--peer-budget", type=float, default=600)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -155,18 +169,28 @@ def main(argv=None):
             f"--epoch-fits needs two different epoch counts; got {args.epoch_fits}"
         )
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    n, d, c = SIZES[args.size]
-    n, d, c = args.n_samples or n, args.n_features or d, args.n_classes or c
-
     from skltr._backend import resolve_device
 
     device = resolve_device(args.device)
-    X, X_test, y, y_test = make_long_tailed_features(
-        n, d, c, imbalance_ratio=args.imbalance_ratio, random_state=args.seed
-    )
+    if args.features:
+        train, test, _ = _load_features(args.features)
+        X, y, X_test, y_test = train.X, train.y, test.X, test.y
+        (n, d), c = X.shape, int(y.max()) + 1
+        counts = np.bincount(y, minlength=c)
+        data = (
+            f"features from {args.features}: imbalance ratio "
+            f"{counts.max() / max(1, counts.min()):g}"
+        )
+    else:
+        n, d, c = SIZES[args.size]
+        n, d, c = args.n_samples or n, args.n_features or d, args.n_classes or c
+        X, X_test, y, y_test = make_long_tailed_features(
+            n, d, c, imbalance_ratio=args.imbalance_ratio, random_state=args.seed
+        )
+        data = f"synthetic, imbalance ratio {args.imbalance_ratio:g}"
     print(
-        f"N = {n}, d = {d}, C = {c}, imbalance ratio {args.imbalance_ratio:g}, "
-        f"{len(y_test)} balanced test rows; device {device}, "
+        f"N = {n}, d = {d}, C = {c}, {data}, "
+        f"{len(y_test)} test rows; device {device}, "
         f"{torch.get_num_threads()} torch threads"
         + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else "")
         + (", TF32 allowed" if args.tf32 else "")

@@ -106,6 +106,12 @@ def parse_args(argv):
         help="output folder (default: skltr_output/<dataset>)",
     )
     parser.add_argument("--json", type=Path, help="also write the JSON here")
+    parser.add_argument(
+        "--save-features",
+        type=Path,
+        help="also write every split's features to this .npz, in the format "
+        "that --dataset features reads (and classifier_speed.py --features)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     if args.out is None:
@@ -206,6 +212,9 @@ def main(argv=None):
     many, few = benchmark.thresholds(args.many, args.few)
     log(benchmark.describe())
     splits, backbone = features(args, benchmark, log)
+    if args.save_features:
+        _data.save_features(args.save_features, splits)
+        log(f"wrote the features to {args.save_features}")
     rows, fitted, per_class = log.stage(
         "fitting every classifier",
         _rows.fit_rows,

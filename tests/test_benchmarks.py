@@ -72,11 +72,17 @@ def test_main_job_on_precomputed_features(tmp_path):
     np.savez(tmp_path / "f.npz", X_train=X, y_train=y, X_test=X_test, y_test=y_test)
     out = tmp_path / "out"
     result = run_main_job(
-        "--dataset", "features", "--data", str(tmp_path / "f.npz"), "--out", str(out)
-    )
+        "--dataset", "features", "--data", str(tmp_path / "f.npz"), "--out", str(out),
+        "--save-features", str(tmp_path / "again.npz"),
+    )  # fmt: skip
     report = check_outputs(result, out)
     assert report["feature_dimension"] == 8
     assert "tau-norm (tau on val)" not in report["rows"]
+    # What it saves is what it read, in the format it reads.
+    with np.load(tmp_path / "again.npz") as saved:
+        assert sorted(saved) == ["X_test", "X_train", "y_test", "y_train"]
+        np.testing.assert_array_equal(saved["X_train"], X)
+        np.testing.assert_array_equal(saved["y_test"], y_test)
 
 
 def test_main_job_on_images_from_split_lists(tmp_path):
@@ -176,6 +182,23 @@ def test_classifier_speed_reports_every_classifier_against_the_peer():
     assert "Peer times: balanced measured, plain measured." in out
     assert "median of 2 fit(s)" in out
     assert "GFLOP/s" in out and "cRT epoch:" in out
+
+
+def test_classifier_speed_runs_on_features_from_a_file(tmp_path):
+    from skltr.datasets import make_long_tailed_features
+
+    X, X_test, y, y_test = make_long_tailed_features(
+        400, 12, 4, imbalance_ratio=10, n_test_per_class=10, random_state=1
+    )
+    np.savez(tmp_path / "f.npz", X_train=X, y_train=y, X_test=X_test, y_test=y_test)
+    out = run_script(
+        "classifier_speed.py", "--features", str(tmp_path / "f.npz"),
+        "--device", "cpu", "--only", "CRTClassifier", "--epoch-fits", "1,2",
+    )  # fmt: skip
+    assert f"N = 400, d = 12, C = 4, features from {tmp_path / 'f.npz'}" in out
+    assert "40 test rows" in out
+    assert "| CRTClassifier (defaults) |" in out
+    assert "| JointClassifier (defaults) |" not in out
 
 
 def test_grid_search_script_counts_each_image_once():
