@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-import warnings
 from contextlib import nullcontext
 from numbers import Integral
 
@@ -24,6 +23,7 @@ from ._backbones import FeatureNetwork, build_backbone
 from ._backend import resolve_device
 from ._feature_cache import FeatureCache
 from ._images import ImageSource, PreprocessedImages, split_at_to_tensor
+from ._warnings import warn
 
 # Bumped when a change in skltr would change the features of a cached
 # configuration, so old cache entries are not reused.
@@ -583,10 +583,7 @@ def _forward_in_chunks(network, batch, chunk, autocast_dtype):
                 raise
             chunk //= 2
             torch.cuda.empty_cache()
-            warnings.warn(
-                f"CUDA ran out of memory; going on with batches of {chunk} images.",
-                stacklevel=2,
-            )
+            warn(f"CUDA ran out of memory; going on with batches of {chunk} images.")
             continue
         outputs.append(output.float().cpu().numpy())
         start += chunk

@@ -11,11 +11,12 @@ warning and its images are computed again.
 
 import os
 import uuid
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from ._warnings import warn
 
 # Rows held before a shard is written: an interrupted run loses at most this
 # many images' work, and a shard of 2048-d float32 features stays near 32 MB.
@@ -53,10 +54,9 @@ class FeatureCache:
                         continue
                     features = data["features"]
             except Exception as exc:  # a damaged file of any kind
-                warnings.warn(
+                warn(
                     f"Skipping unreadable feature cache file {shard} ({exc}); its "
-                    "images are computed again. Delete the file to silence this.",
-                    stacklevel=3,
+                    "images are computed again. Delete the file to silence this."
                 )
                 continue
             for row, position in rows:

@@ -7,7 +7,6 @@ re-balancing parameters fits it once per fold.
 """
 
 import hashlib
-import warnings
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from ._backend import DeviceFeatures, iter_row_chunks
 from ._base import BaseTrainedClassifier
 from ._joint import JointClassifier
+from ._warnings import warn
 
 
 def _fit_joint(joint, X, y, data_key):
@@ -135,12 +135,10 @@ class BaseRebalancer(BaseTrainedClassifier):
         """
         perfect = np.flatnonzero(np.asarray(scores) >= 1.0)
         if len(perfect) > 1:
-            warnings.warn(
+            warn(
                 f"{type(self).__name__} chooses {what} by mean per-class "
                 f"accuracy on the training set, but {len(perfect)} of the "
                 f"{len(scores)} candidates ({candidates(perfect)}) classify "
                 "every training sample correctly, so the training set cannot "
-                f"tell them apart; the first was kept. {remedy}",
-                UserWarning,
-                stacklevel=3,
+                f"tell them apart; the first was kept. {remedy}"
             )

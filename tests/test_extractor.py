@@ -576,8 +576,9 @@ def test_damaged_cache_file_is_skipped_and_recomputed(tmp_path, counting_net):
     shard.write_bytes(shard.read_bytes()[:100])
 
     CountingNet.images_seen = 0
-    with pytest.warns(UserWarning, match="unreadable feature cache file"):
+    with pytest.warns(UserWarning, match="unreadable feature cache file") as record:
         features = extractor.transform(pixels)
+    assert record[0].filename == __file__
     np.testing.assert_array_equal(features, expected)
     assert CountingNet.images_seen == 6
 
