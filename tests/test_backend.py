@@ -73,7 +73,7 @@ def test_top_eigenvalue_is_that_of_the_second_moment():
     assert subset == pytest.approx(exact, rel=0.2)
 
 
-def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded():
+def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded(monkeypatch):
     # Isotropic noise in 256-d: the largest eigenvalues lie close together,
     # where power iteration stalls short of the top.
     rng = np.random.default_rng(0)
@@ -81,6 +81,17 @@ def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded():
     exact = np.linalg.eigvalsh(X.T.astype(np.float64) @ X / len(X))[-1]
     data = DeviceFeatures(X, np.zeros(len(X), int), CPU)
     assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
+    # E[x x^T] is summed a chunk of rows at a time: small chunks, same value.
+    original = skltr._backend.iter_row_chunks
+    monkeypatch.setattr(
+        skltr._backend,
+        "iter_row_chunks",
+        lambda n_rows, n_cols: original(
+            n_rows, n_cols, bytes_per_chunk=8 * n_cols * 70
+        ),
+    )
+    assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
+    monkeypatch.undo()
     # Rows spanning fewer directions than the features end the iteration early.
     low_rank = X[:, :3] @ rng.normal(size=(3, 256)).astype(np.float32)
     exact = np.linalg.eigvalsh(low_rank.T.astype(np.float64) @ low_rank / 3000)[-1]
