@@ -17,6 +17,16 @@ from skltr.datasets import make_long_tailed_features
 CPU = torch.device("cpu")
 
 
+def _use_chunks_of(n_rows, monkeypatch):
+    """Make the backend's passes over features take ``n_rows`` rows at a time."""
+    original = skltr._backend.iter_row_chunks
+    monkeypatch.setattr(
+        skltr._backend,
+        "iter_row_chunks",
+        lambda rows, cols: original(rows, cols, bytes_per_chunk=8 * cols * n_rows),
+    )
+
+
 def _problem(n=300, d=7, c=5, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(c, size=n)
@@ -82,16 +92,9 @@ def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded(monkeypatch):
     data = DeviceFeatures(X, np.zeros(len(X), int), CPU)
     assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
     # E[x x^T] is summed a chunk of rows at a time: small chunks, same value.
-    original = skltr._backend.iter_row_chunks
-    monkeypatch.setattr(
-        skltr._backend,
-        "iter_row_chunks",
-        lambda n_rows, n_cols: original(
-            n_rows, n_cols, bytes_per_chunk=8 * n_cols * 70
-        ),
-    )
-    assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        _use_chunks_of(70, patch)
+        assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
     # Rows spanning fewer directions than the features end the iteration early.
     low_rank = X[:, :3] @ rng.normal(size=(3, 256)).astype(np.float32)
     exact = np.linalg.eigvalsh(low_rank.T.astype(np.float64) @ low_rank / 3000)[-1]
@@ -109,14 +112,7 @@ def test_moments_merge_chunks_exactly_enough(monkeypatch, tmp_path):
     X = (1000.0 + 0.1 * rng.normal(size=(1030, 6))).astype(np.float32)
     expected_mean = X.mean(axis=0, dtype=np.float64)
     expected_var = X.astype(np.float64).var(axis=0)
-    original = skltr._backend.iter_row_chunks
-    monkeypatch.setattr(
-        skltr._backend,
-        "iter_row_chunks",
-        lambda n_rows, n_cols: original(
-            n_rows, n_cols, bytes_per_chunk=8 * n_cols * 100
-        ),
-    )
+    _use_chunks_of(100, monkeypatch)
     mapped = np.lib.format.open_memmap(
         tmp_path / "X.npy", mode="w+", dtype=X.dtype, shape=X.shape
     )
