@@ -174,8 +174,8 @@ class DeviceFeatures:
         One pass, a chunk of rows at a time, where the features are (on the
         accelerator when they are resident there): each chunk's mean and
         variance in float32, merged in float64 by the pairwise update of Chan,
-        Golub and LeVeque. The host's float64 two-pass sums took 1.5 s at
-        ImageNet-LT size and 21 ms of a 0.3 s cRT fit at CIFAR-100-LT size.
+        Golub and LeVeque. At ImageNet-LT size on 2 cores this takes 0.76 s,
+        where NumPy's two float64 passes took 1.5 s.
         """
         mean = torch.zeros(self.n_features, dtype=torch.float64, device=self.device)
         squares = torch.zeros_like(mean)
