@@ -83,17 +83,30 @@ def matmul_rate(batch, n_features, n_classes, device, seconds=2.0):
     return steps * flops_per_step / (time.perf_counter() - start)
 
 
-def timed_fit(estimator, X, y, repeats=1):
-    """Median seconds of ``repeats`` fits; ``estimator`` is left fitted."""
+# After a multithreaded NumPy product, OpenBLAS's worker threads keep
+# spinning for a moment and take cores from the next PyTorch fit: on 2 cores a
+# 0.30 s joint fit took 0.36 to 0.55 s right after one (0.30 s with
+# OPENBLAS_NUM_THREADS=1). Every timed fit, the peer's included, starts after
+# a pause (--settle), so a row does not pay for the previous row's predict or
+# tau-norm's own sweep.
+DEFAULT_SETTLE_SECONDS = 1.0
+
+
+def timed_fit(estimator, X, y, repeats=1, settle=DEFAULT_SETTLE_SECONDS):
+    """Median seconds of ``repeats`` fits, each after ``settle`` seconds idle.
+
+    ``estimator`` is left fitted.
+    """
     seconds = []
     for _ in range(repeats):
+        time.sleep(settle)
         start = time.perf_counter()
         estimator.fit(X, y)
         seconds.append(time.perf_counter() - start)
     return float(np.median(seconds))
 
 
-def time_peer(X, y, budget, seed, class_weight="balanced", repeats=1):
+def time_peer(X, y, budget, seed, class_weight="balanced", repeats=1, settle=0.0):
     """Seconds the peer needs to converge, measured or extrapolated, and how.
 
     The runs cut short on purpose warn that they did not converge; those
@@ -101,21 +114,21 @@ def time_peer(X, y, budget, seed, class_weight="balanced", repeats=1):
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return _time_peer(X, y, budget, seed, class_weight, repeats)
+        return _time_peer(X, y, budget, seed, class_weight, repeats, settle)
 
 
-def _time_peer(X, y, budget, seed, class_weight, repeats):
+def _time_peer(X, y, budget, seed, class_weight, repeats, settle):
     rows = np.random.default_rng(seed).permutation(len(y))[: max(1, len(y) // 10)]
     probe = logistic_regression_peer(class_weight, 1000).fit(X[rows], y[rows])
     iterations = int(probe[-1].n_iter_[0])
     one = logistic_regression_peer(class_weight, 1)
-    seconds_one = timed_fit(one, X, y)
+    seconds_one = timed_fit(one, X, y, settle=settle)
     if seconds_one * iterations <= budget:
         model = logistic_regression_peer(class_weight, 1000)
-        return timed_fit(model, X, y, repeats), model, "measured"
+        return timed_fit(model, X, y, repeats, settle), model, "measured"
     few = max(2, int(budget / seconds_one / 2))
     model = logistic_regression_peer(class_weight, few)
-    seconds = timed_fit(model, X, y)
+    seconds = timed_fit(model, X, y, settle=settle)
     per_iteration = (seconds - seconds_one) / (few - 1)
     estimate = seconds_one + per_iteration * (iterations - 1)
     how = (
@@ -151,6 +164,13 @@ def main(argv=None):
         default=1,
         help="time each fit this many times and report the median (fits of a "
         "second or less vary by up to 40%% from run to run on 2 cores)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=DEFAULT_SETTLE_SECONDS,
+        help="seconds idle before each timed fit, so that the NumPy work before "
+        "it (a predict) does not slow it",
     )
     parser.add_argument(
         "--epoch-fits",
@@ -204,7 +224,7 @@ def main(argv=None):
             peers[class_weight] = (float("nan"), float("nan"), "not run")
             continue
         seconds, model, how = time_peer(
-            X, y, args.peer_budget, args.seed, class_weight, args.repeats
+            X, y, args.peer_budget, args.seed, class_weight, args.repeats, args.settle
         )
         accuracy = balanced_accuracy_score(y_test, model.predict(X_test))
         peers[class_weight] = (seconds, accuracy, how)
@@ -232,7 +252,7 @@ def main(argv=None):
         X[:: max(1, n // 20000)], y[:: max(1, n // 20000)]
     )
     for name, estimator in rows.items():
-        seconds = timed_fit(estimator, X, y, args.repeats)
+        seconds = timed_fit(estimator, X, y, args.repeats, args.settle)
         accuracy = balanced_accuracy_score(y_test, estimator.predict(X_test))
         peer_seconds = peers[None if name == "JointClassifier" else "balanced"][0]
         print(
@@ -243,15 +263,19 @@ def main(argv=None):
         "\nThe Joint row is timed against the plain peer, the others against the "
         f"balanced one. Peer times: balanced {peers['balanced'][2]}, "
         f"plain {peers[None][2]}. Each measured fit time is the median of "
-        f"{args.repeats} fit(s)."
+        f"{args.repeats} fit(s), each after {args.settle:g} s idle."
     )
 
     # Machine limit: cRT's time per epoch from two fit lengths.
     batch = CRTClassifier().batch_size
     rate = matmul_rate(batch, d, c, device)
     few, many = sorted(int(epochs) for epochs in args.epoch_fits.split(","))
-    short = timed_fit(CRTClassifier(epochs=few, **trained), X, y, args.repeats)
-    long = timed_fit(CRTClassifier(epochs=many, **trained), X, y, args.repeats)
+    short = timed_fit(
+        CRTClassifier(epochs=few, **trained), X, y, args.repeats, args.settle
+    )
+    long = timed_fit(
+        CRTClassifier(epochs=many, **trained), X, y, args.repeats, args.settle
+    )
     epoch = (long - short) / (many - few)
     needed = 4 * n * d * c  # forward and weight gradient; features need none
     convention = 6 * n * d * c

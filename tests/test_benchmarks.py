@@ -174,13 +174,13 @@ def test_classifier_speed_reports_every_classifier_against_the_peer():
     out = run_script(
         "classifier_speed.py", "--n-samples", "600", "--n-features", "16",
         "--n-classes", "5", "--imbalance-ratio", "10", "--device", "cpu",
-        "--epoch-fits", "1,3", "--repeats", "2",
+        "--epoch-fits", "1,3", "--repeats", "2", "--settle", "0",
     )  # fmt: skip
     assert "| peer: scaler + LogisticRegression(balanced) |" in out
     for name in ("Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT"):
         assert f"| {name}Classifier (defaults) |" in out
     assert "Peer times: balanced measured, plain measured." in out
-    assert "median of 2 fit(s)" in out
+    assert "median of 2 fit(s), each after 0 s idle" in out
     assert "GFLOP/s" in out and "cRT epoch:" in out
 
 
@@ -194,6 +194,7 @@ def test_classifier_speed_runs_on_features_from_a_file(tmp_path):
     out = run_script(
         "classifier_speed.py", "--features", str(tmp_path / "f.npz"),
         "--device", "cpu", "--only", "CRTClassifier", "--epoch-fits", "1,2",
+        "--settle", "0",
     )  # fmt: skip
     assert f"N = 400, d = 12, C = 4, features from {tmp_path / 'f.npz'}" in out
     assert "40 test rows" in out
