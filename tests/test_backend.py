@@ -83,6 +83,19 @@ def test_top_eigenvalue_is_that_of_the_second_moment():
     assert subset == pytest.approx(exact, rel=0.2)
 
 
+def test_top_eigenvalue_subset_has_enough_rows_per_feature():
+    # Isotropic rows: a subset of n rows in d dimensions puts the top
+    # eigenvalue near (1 + sqrt(d / n))^2 instead of 1, so the subset is
+    # sized by rows per feature, whatever max_values allows.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 64)).astype(np.float32)
+    data = DeviceFeatures(X, np.zeros(len(X), int), CPU)
+    floored = data.top_eigenvalue(rng, max_values=64 * 16)
+    assert 1.0 < floored < (1 + 0.25) ** 2
+    too_few = data.top_eigenvalue(rng, max_values=64 * 16, rows_per_feature=1)
+    assert too_few > 2.5
+
+
 def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded(monkeypatch):
     # Isotropic noise in 256-d: the largest eigenvalues lie close together,
     # where power iteration stalls short of the top.
