@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
 
-from ._backend import feature_scaled_lr, iter_row_chunks
+from ._backend import feature_scaled_lr, iter_row_chunks, resolve_device
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE
 from ._rebalance import BaseRebalancer
@@ -31,22 +31,31 @@ def tau_normalize(coef, tau):
     return coef / np.maximum(norms, np.finfo(coef.dtype).tiny) ** tau
 
 
-def correct_by_tau(X, labels, coef, taus, n_classes, preprocess):
+def correct_by_tau(X, labels, coef, taus, n_classes, preprocess, device=None):
     """Correct predictions per class of the tau-normalised classifier, per tau.
 
-    The joint logits without bias, ``preprocess(rows) @ coef.T``, are computed
-    a chunk of rows of ``X`` at a time; dividing logit j by
+    The joint logits without bias, ``preprocess(rows) @ coef.T`` in float64,
+    are computed a chunk of rows of ``X`` at a time; dividing logit j by
     ``||coef_j||**tau`` gives the tau-normalised logits. ``labels`` are the
-    rows' encoded labels. Returns an (n_taus, n_classes) array.
+    rows' encoded labels. The products and the comparisons run on ``device``
+    (the CPU by default): each chunk's rows are preprocessed on the host and
+    sent there, and only the counts come back. Returns an
+    (n_taus, n_classes) array.
     """
-    norms = np.linalg.norm(coef, axis=1)
-    correct = np.zeros((len(taus), n_classes))
+    device = torch.device("cpu") if device is None else device
+    coef = torch.as_tensor(np.asarray(coef, dtype=np.float64), device=device)
+    divisors = torch.linalg.vector_norm(coef, dim=1) ** torch.as_tensor(
+        np.asarray(taus, dtype=np.float64), device=device
+    ).reshape(-1, 1)
+    correct = torch.zeros(len(divisors), n_classes, dtype=torch.int64, device=device)
     for rows in iter_row_chunks(*X.shape):
-        logits, chunk_labels = preprocess(X[rows]) @ coef.T, labels[rows]
-        for i, tau in enumerate(taus):
-            hits = (logits / norms**tau).argmax(axis=1) == chunk_labels
-            correct[i] += np.bincount(chunk_labels[hits], minlength=n_classes)
-    return correct
+        features = torch.from_numpy(preprocess(X[rows])).to(device)
+        chunk_labels = torch.as_tensor(labels[rows], device=device)
+        logits = features @ coef.T
+        for i, divisor in enumerate(divisors):
+            hits = torch.argmax(logits / divisor, dim=1) == chunk_labels
+            correct[i] += torch.bincount(chunk_labels[hits], minlength=n_classes)
+    return correct.cpu().numpy()
 
 
 @fill_doc(
@@ -97,6 +106,13 @@ class TauNormClassifier(BaseRebalancer):
     tau_scores_ : ndarray of shape (n_taus,)
         With ``tau="auto"``, the mean per-class training accuracy of each
         value of the grid.
+
+    device_ : str
+        Where tau was chosen (``"auto"``) or learned (``"learn"``); not set
+        for a given tau.
+
+    loss_curve_ : list of float
+        With ``tau="learn"``, the mean training loss of each epoch.
 
     %(fitted_linear_attributes)s
 
@@ -192,8 +208,12 @@ class TauNormClassifier(BaseRebalancer):
                 "tau_grid must be a non-empty 1-d sequence of finite floats; "
                 f"got {self.tau_grid!r}."
             )
+        # On the device: at ImageNet-LT size the sweep is 21 passes over a
+        # 115,846 x 1,000 logit matrix, seconds in NumPy on the host.
+        device = resolve_device(self.device)
+        self.device_ = str(device)
         correct = correct_by_tau(
-            X, y, self.joint_coef_, grid, len(self.classes_), self._preprocess
+            X, y, self.joint_coef_, grid, len(self.classes_), self._preprocess, device
         )
         self.tau_scores_ = (correct / self.class_counts_).mean(axis=1)
         self._warn_if_training_cannot_choose(
