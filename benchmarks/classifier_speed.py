@@ -56,6 +56,7 @@ from skltr.datasets import make_long_tailed_features
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import _load_features  # noqa: E402
 from _rows import logistic_regression_peer  # noqa: E402
+from _timing import timed_fit  # noqa: E402
 
 SIZES = {
     "cifar100": (10_847, 512, 100),
@@ -90,20 +91,6 @@ def matmul_rate(batch, n_features, n_classes, device, seconds=2.0):
 # a pause (--settle), so a row does not pay for the previous row's predict or
 # tau-norm's own sweep.
 DEFAULT_SETTLE_SECONDS = 1.0
-
-
-def timed_fit(estimator, X, y, repeats=1, settle=DEFAULT_SETTLE_SECONDS):
-    """Median seconds of ``repeats`` fits, each after ``settle`` seconds idle.
-
-    ``estimator`` is left fitted.
-    """
-    seconds = []
-    for _ in range(repeats):
-        time.sleep(settle)
-        start = time.perf_counter()
-        estimator.fit(X, y)
-        seconds.append(time.perf_counter() - start)
-    return float(np.median(seconds))
 
 
 def time_peer(X, y, budget, seed, class_weight="balanced", repeats=1, settle=0.0):

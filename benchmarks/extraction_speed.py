@@ -18,12 +18,17 @@ does not depend on the weights.
 
 import argparse
 import os
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import timed  # noqa: E402
 
 
 def write_jpegs(directory, n_images, size, seed=0):
@@ -81,16 +86,6 @@ def network_ceiling(network, batch_size, precision, device, seconds=5.0):
         _forward_in_chunks(network, batch, batch_size, dtype)
         images += batch_size
     return images / (time.perf_counter() - start)
-
-
-def timed(function, *args, **kwargs):
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    result = function(*args, **kwargs)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return result, time.perf_counter() - start
 
 
 def main(argv=None):

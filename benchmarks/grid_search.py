@@ -17,8 +17,9 @@
 
 import argparse
 import os
+import sys
 import tempfile
-import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +28,9 @@ from sklearn.pipeline import Pipeline
 
 from skltr import FeatureExtractor, TauNormClassifier
 from skltr.datasets import make_long_tailed_features
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import timed  # noqa: E402
 
 TAUS = np.round(np.linspace(0.0, 2.0, 21), 10)
 
@@ -44,12 +48,6 @@ class CountingNet(torch.nn.Module):
     def forward(self, x):
         type(self).images_seen += len(x)
         return torch.relu(self.conv(x)).mean(dim=(2, 3))
-
-
-def timed(function, *args, **kwargs):
-    start = time.perf_counter()
-    result = function(*args, **kwargs)
-    return result, time.perf_counter() - start
 
 
 def tau_grid(n_samples, n_features, n_classes, seed):

@@ -202,6 +202,18 @@ def test_classifier_speed_runs_on_features_from_a_file(tmp_path):
     assert "| JointClassifier (defaults) |" not in out
 
 
+def test_extraction_speed_reports_each_precision_against_the_peer():
+    out = run_script(
+        "extraction_speed.py", "--model", "cifar_resnet20", "--n-images", "12",
+        "--size", "32", "--batch-size", "4", "--source", "jpeg",
+        "--device", "cpu", "--num-workers", "0", "--precisions", "float32,bfloat16",
+    )  # fmt: skip
+    assert "| plain loop (peer), float32 |" in out
+    assert "| FeatureExtractor, float32 |" in out
+    assert "| FeatureExtractor, bfloat16 |" in out
+    assert "(ceiling) |" in out
+
+
 def test_grid_search_script_counts_each_image_once():
     out = run_script(
         "grid_search.py", "--n-samples", "600", "--n-features", "16",

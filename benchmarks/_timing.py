@@ -1,0 +1,37 @@
+"""Timing shared by the benchmark scripts."""
+
+import time
+
+import numpy as np
+import torch
+
+
+def _wait_for_gpu():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` and the seconds it took.
+
+    The clock starts once the GPU has finished earlier work and stops once it
+    has finished the call's, so that queued kernels are counted where they
+    belong.
+    """
+    _wait_for_gpu()
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    _wait_for_gpu()
+    return result, time.perf_counter() - start
+
+
+def timed_fit(estimator, X, y, repeats=1, settle=0.0):
+    """Median seconds of ``repeats`` fits, each after ``settle`` seconds idle.
+
+    ``estimator`` is left fitted.
+    """
+    seconds = []
+    for _ in range(repeats):
+        time.sleep(settle)
+        seconds.append(timed(estimator.fit, X, y)[1])
+    return float(np.median(seconds))
