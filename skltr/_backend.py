@@ -15,6 +15,8 @@ import scipy.linalg
 import torch
 from tqdm.auto import tqdm
 
+from ._warnings import warn
+
 # Small training sets would get one SGD step per epoch at the usual batch
 # sizes (cRT on 417 digits: 10 steps in all, underfit); batches shrink so that
 # an epoch has at least this many steps.
@@ -532,10 +534,9 @@ class CapturedStep:
             with torch.cuda.graph(graph):
                 self._loss = self.step.update(*self.data.gather(self._indices))
         except RuntimeError as exc:  # pragma: no cover - needs a failing CUDA
-            warnings.warn(
+            warn(
                 f"Capturing the training step as a CUDA graph failed ({exc}); "
-                "training goes on step by step.",
-                stacklevel=3,
+                "training goes on step by step."
             )
             self.failed = True
             return self.step.update(*self.data.gather(indices))

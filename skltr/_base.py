@@ -251,10 +251,15 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         "verbose": ["verbose"],
     }
 
-    def _start_training(self):
-        """Resolve the device and seed a numpy generator for this fit."""
+    def _resolve_device(self):
+        """The ``torch.device`` of this fit; sets ``device_``."""
         device = resolve_device(self.device)
         self.device_ = str(device)
+        return device
+
+    def _start_training(self):
+        """Resolve the device and seed a numpy generator for this fit."""
+        device = self._resolve_device()
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         return device, np.random.default_rng(seed)
 

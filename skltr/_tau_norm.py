@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
 
-from ._backend import feature_scaled_lr, iter_row_chunks, resolve_device
+from ._backend import feature_scaled_lr, iter_row_chunks
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE
 from ._rebalance import BaseRebalancer
@@ -210,10 +210,14 @@ class TauNormClassifier(BaseRebalancer):
             )
         # On the device: at ImageNet-LT size the sweep is 21 passes over a
         # 115,846 x 1,000 logit matrix, seconds in NumPy on the host.
-        device = resolve_device(self.device)
-        self.device_ = str(device)
         correct = correct_by_tau(
-            X, y, self.joint_coef_, grid, len(self.classes_), self._preprocess, device
+            X,
+            y,
+            self.joint_coef_,
+            grid,
+            len(self.classes_),
+            self._preprocess,
+            self._resolve_device(),
         )
         self.tau_scores_ = (correct / self.class_counts_).mean(axis=1)
         self._warn_if_training_cannot_choose(

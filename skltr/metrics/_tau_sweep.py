@@ -100,7 +100,6 @@ def tau_sweep(estimator, X, y, *, taus=None, class_counts=None, many=100, few=20
     labels, counts = class_count_table(y, counts, labels)
     encoded = np.searchsorted(labels, y)
     taus = DEFAULT_TAU_GRID if taus is None else column_or_1d(taus).astype(float)
-    coef = np.asarray(coef, dtype=np.float64)
     correct = correct_by_tau(X, encoded, coef, taus, len(labels), preprocess)
     support = np.bincount(encoded, minlength=len(labels))
     with np.errstate(invalid="ignore", divide="ignore"):
