@@ -1,8 +1,7 @@
 """Every classifier on one set of frozen features: the rows of the table."""
 
-import time
-
 import numpy as np
+from _timing import timed
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -59,9 +58,7 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
     fitted, rows, per_class = {}, {}, {}
 
     def run(name, estimator):
-        start = time.perf_counter()
-        estimator.fit(train.X, train.y)
-        seconds = time.perf_counter() - start
+        _, seconds = timed(estimator.fit, train.X, train.y)
         accuracy, support = per_class_accuracy(
             test.y, estimator.predict(test.X), labels
         )

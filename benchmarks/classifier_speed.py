@@ -256,7 +256,7 @@ def main(argv=None):
     # Machine limit: cRT's time per epoch from two fit lengths.
     batch = CRTClassifier().batch_size
     rate = matmul_rate(batch, d, c, device)
-    few, many = sorted(int(epochs) for epochs in args.epoch_fits.split(","))
+    few, many = sorted(lengths)
     short = timed_fit(
         CRTClassifier(epochs=few, **trained), X, y, args.repeats, args.settle
     )

@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +52,14 @@ def memory_cgroup(limit_bytes):
 
 def worker(path, mapped, epochs, out):
     """Runs in the subprocess: fit, save the weights."""
+    from _timing import timed
+
     from skltr import CRTClassifier
 
     X = np.load(path / "X.npy", mmap_mode="r" if mapped else None)
     y = np.load(path / "y.npy")
-    start = time.perf_counter()
-    clf = CRTClassifier(epochs=epochs, device="cpu", random_state=0).fit(X, y)
-    seconds = time.perf_counter() - start
+    clf = CRTClassifier(epochs=epochs, device="cpu", random_state=0)
+    _, seconds = timed(clf.fit, X, y)
     np.save(out, clf.coef_)
     print(json.dumps({"seconds": seconds}))
 

@@ -32,6 +32,7 @@ import _data  # noqa: E402
 import _report  # noqa: E402
 import _rows  # noqa: E402
 import _stage1  # noqa: E402
+from _timing import timed  # noqa: E402
 
 
 class StageLog:
@@ -47,9 +48,7 @@ class StageLog:
 
     def stage(self, name, function, *args, **kwargs):
         self(f"{name} ...")
-        start = time.perf_counter()
-        result = function(*args, **kwargs)
-        self.stages[name] = time.perf_counter() - start
+        result, self.stages[name] = timed(function, *args, **kwargs)
         self(f"{name}: done in {self.stages[name]:.1f} s")
         return result
 
