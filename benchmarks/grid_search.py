@@ -9,8 +9,7 @@
 2. ``Pipeline([FeatureExtractor(memory=...), TauNormClassifier()])`` inside
    ``GridSearchCV``: a backbone that counts the images it is given shows how
    many forward passes the search makes, against the number of distinct
-   images (target: each image once; every fit also passes one probe image
-   through to size the output).
+   images (target: each image once).
 
     python benchmarks/grid_search.py
 """
@@ -112,11 +111,11 @@ def forward_passes(n_images, seed):
     print(
         f"Pipeline([FeatureExtractor, TauNormClassifier]) in GridSearchCV, "
         f"{len(TAUS)} taus x 3 folds + refit = {fits} fits on {n_images} images:\n"
-        f"forward passes {CountingNet.images_seen} = {n_images} distinct images "
-        f"+ {CountingNet.images_seen - n_images} probe images "
-        f"(one per fit: {fits}).\nWithout the feature cache, each of the "
+        f"forward passes {CountingNet.images_seen}, distinct images {n_images}."
+        f"\nWithout the feature cache, each of the "
         f"{fits - 1} candidate-folds would pass every image (2/3 to fit, 1/3 to "
-        f"score) and the refit all of them again: {fits * n_images} passes.\n"
+        f"score) and the refit all of them again, and each fit one more to size "
+        f"its output: {fits * (n_images + 1)} passes.\n"
     )
 
 

@@ -260,7 +260,10 @@ class FeatureExtractor(
         """Build the backbone and check that it takes these images.
 
         Nothing is learned from ``X``: the network is loaded with its weights
-        and one image is passed through it to size the output.
+        and the first image is passed through it to size the output. With
+        ``memory``, that image's features are looked up in and stored to the
+        cache, so repeated fits on overlapping images (a grid search) pass each
+        distinct image through the backbone once.
 
         Parameters
         ----------
@@ -285,12 +288,23 @@ class FeatureExtractor(
             else backbone.train_transform
         )
         self._place(network)
-        source = self._image_source(X)
-        first = next(
-            self._compute(source, [0], self.preprocess_, None, progress=False)
-        )[1]
-        self.n_features_out_ = first.shape[1]
+        self.n_features_out_ = self._feature_width(self._image_source(X))
         return self
+
+    def _feature_width(self, source):
+        """The width of the first image's features, from the cache if it has them."""
+        cache = self._cache(self.preprocess_)
+        if cache is not None:
+            key = self._entry_key(source.key(0), 0)
+            found = cache.lookup([key])
+            if found:
+                return len(found[0])
+        _, rows = next(
+            self._compute(source, [0], self.preprocess_, None, progress=False)
+        )
+        if cache is not None:
+            cache.store([key], rows)
+        return rows.shape[1]
 
     @property
     def _n_features_out(self):

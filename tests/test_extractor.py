@@ -517,20 +517,20 @@ def test_cache_computes_each_image_once(tmp_path, counting_net):
     CountingNet.images_seen = 0
 
     first = extractor.transform(paths[:8])
-    assert CountingNet.images_seen == 8
+    assert CountingNet.images_seen == 7  # fit stored the first image's features
     again = extractor.transform(paths[:8])
-    assert CountingNet.images_seen == 8
+    assert CountingNet.images_seen == 7
     np.testing.assert_array_equal(first, again)
 
     overlapping = extractor.transform(paths[4:])
-    assert CountingNet.images_seen == 12  # only the 4 new images
+    assert CountingNet.images_seen == 11  # only the 4 new images
     np.testing.assert_array_equal(overlapping[:4], first[4:])
 
     # A rewritten file is a new image.
     Image.fromarray(random_pixels(1, seed=9)[0]).save(paths[0])
     os.utime(paths[0], ns=(1, 1))
     changed = extractor.transform(paths[:2])
-    assert CountingNet.images_seen == 13
+    assert CountingNet.images_seen == 12
     assert not np.array_equal(changed[0], first[0])
     np.testing.assert_array_equal(changed[1], first[1])
 
@@ -540,11 +540,9 @@ def test_cache_keys_cover_the_preprocessing(tmp_path, counting_net):
     cache = tmp_path / "cache"
     FeatureExtractor(counting_net, memory=cache, **CPU).fit_transform(pixels)
     CountingNet.images_seen = 0
-    other = FeatureExtractor(
+    FeatureExtractor(
         counting_net, memory=cache, preprocess=torchvision.transforms.ToTensor(), **CPU
-    ).fit(pixels)
-    CountingNet.images_seen = 0
-    other.transform(pixels)
+    ).fit_transform(pixels)
     assert CountingNet.images_seen == 4
 
 
@@ -552,6 +550,7 @@ def test_interrupted_cache_write_leaves_no_entry(tmp_path, counting_net, monkeyp
     pixels = random_pixels(6)
     extractor = FeatureExtractor(counting_net, memory=tmp_path, **CPU).fit(pixels)
     expected = FeatureExtractor(counting_net, **CPU).fit_transform(pixels)
+    stored_by_fit = list((tmp_path / "skltr-features").rglob("*.*"))
 
     def interrupted(source, destination):
         raise KeyboardInterrupt
@@ -561,25 +560,28 @@ def test_interrupted_cache_write_leaves_no_entry(tmp_path, counting_net, monkeyp
         with pytest.raises(KeyboardInterrupt):
             extractor.transform(pixels)
     files = list((tmp_path / "skltr-features").rglob("*.*"))
-    assert files == []
+    assert files == stored_by_fit
 
     CountingNet.images_seen = 0
-    np.testing.assert_array_equal(extractor.transform(pixels), expected)
-    assert CountingNet.images_seen == 6
+    # Cached rows were computed in other batches: equal up to float rounding.
+    np.testing.assert_allclose(
+        extractor.transform(pixels), expected, rtol=1e-5, atol=1e-6
+    )
+    assert CountingNet.images_seen == 5
 
 
 def test_damaged_cache_file_is_skipped_and_recomputed(tmp_path, counting_net):
     pixels = random_pixels(6)
     extractor = FeatureExtractor(counting_net, memory=tmp_path, **CPU).fit(pixels)
     expected = extractor.transform(pixels)
-    (shard,) = (tmp_path / "skltr-features").rglob("*.npz")
-    shard.write_bytes(shard.read_bytes()[:100])
+    for shard in (tmp_path / "skltr-features").rglob("*.npz"):
+        shard.write_bytes(shard.read_bytes()[:100])
 
     CountingNet.images_seen = 0
     with pytest.warns(UserWarning, match="unreadable feature cache file") as record:
         features = extractor.transform(pixels)
     assert record[0].filename == __file__
-    np.testing.assert_array_equal(features, expected)
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
     assert CountingNet.images_seen == 6
 
 
@@ -629,9 +631,9 @@ def test_views_are_cached_with_an_integer_seed(tmp_path, counting_net):
     ).fit(pixels)
     CountingNet.images_seen = 0
     first, _ = extractor.transform_views(pixels)
-    assert CountingNet.images_seen == 12
+    assert CountingNet.images_seen == 11  # fit cached the first plain view
     second, _ = extractor.transform_views(pixels)
-    assert CountingNet.images_seen == 12
+    assert CountingNet.images_seen == 11
     np.testing.assert_array_equal(first, second)
 
 
@@ -728,8 +730,8 @@ def test_pipeline_grid_search_over_tau_extracts_each_image_once(tmp_path, counti
     CountingNet.images_seen = 0
     search.fit(paths, labels)
 
-    probes = 5 * 3 + 1  # fit passes one image through to size the output
-    assert CountingNet.images_seen == len(paths) + probes
+    # Each fit sizes its output with its first image, through the cache too.
+    assert CountingNet.images_seen == len(paths)
     assert search.best_score_ > 0.8
     assert search.best_estimator_.score(paths, labels) > 0.8
     assert search.predict(paths[:3]).shape == (3,)
