@@ -73,7 +73,7 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
 
     run("Joint", JointClassifier(**trained))
     joint = FrozenEstimator(fitted["Joint"])
-    run("NCM", NCMClassifier())
+    run("NCM", NCMClassifier(device=device))
     run("cRT", CRTClassifier(**trained))
     run("tau-norm (tau on train)", TauNormClassifier(joint=joint, **trained))
     rows["tau-norm (tau on train)"]["tau"] = fitted["tau-norm (tau on train)"].tau_

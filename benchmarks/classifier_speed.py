@@ -219,7 +219,7 @@ def main(argv=None):
     rows = {
         "JointClassifier": JointClassifier(**trained),
         "CRTClassifier": CRTClassifier(**trained),
-        "NCMClassifier": NCMClassifier(),
+        "NCMClassifier": NCMClassifier(device=str(device)),
         "TauNormClassifier": TauNormClassifier(**trained),
         "LWSClassifier": LWSClassifier(**trained),
         "LORTClassifier": LORTClassifier(**trained),

@@ -79,7 +79,9 @@ def worker(case, classifier, path, n_classes):
         X = X.astype(np.float16)
     y = np.load(path / "y.npy")
     estimator = getattr(skltr, classifier)
-    kwargs = {} if classifier == "NCMClassifier" else {"epochs": 1, "device": "cpu"}
+    kwargs = {"device": "cpu"}
+    if classifier != "NCMClassifier":
+        kwargs["epochs"] = 1
     if classifier == "LWSClassifier":
         kwargs["joint"] = skltr.JointClassifier(epochs=1, device="cpu")
     if case == "predict":

@@ -182,7 +182,7 @@ class DeviceFeatures:
         mean = torch.zeros(self.n_features, dtype=torch.float64, device=self.device)
         squares = torch.zeros_like(mean)
         count = 0
-        for _, chunk in self._raw_chunks():
+        for _, chunk in self.raw_chunks():
             chunk_var, chunk_mean = torch.var_mean(chunk.float(), dim=0, correction=0)
             n, total = len(chunk), count + len(chunk)
             delta = chunk_mean.double() - mean
@@ -333,10 +333,10 @@ class DeviceFeatures:
 
     def iter_all(self):
         """All rows in order, in chunks, on the device (for evaluation)."""
-        for rows, chunk in self._raw_chunks():
+        for rows, chunk in self.raw_chunks():
             yield self.preprocess(chunk), self.y[rows]
 
-    def _raw_chunks(self):
+    def raw_chunks(self):
         """Row slices and their rows as given (not preprocessed), on the device."""
         for rows in iter_row_chunks(self.n_samples, self.n_features):
             if self.resident:

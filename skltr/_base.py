@@ -172,6 +172,12 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
             ]
         )
 
+    def _resolve_device(self):
+        """The ``torch.device`` of this fit (``device`` parameter); sets ``device_``."""
+        device = resolve_device(self.device)
+        self.device_ = str(device)
+        return device
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -250,12 +256,6 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
-
-    def _resolve_device(self):
-        """The ``torch.device`` of this fit; sets ``device_``."""
-        device = resolve_device(self.device)
-        self.device_ = str(device)
-        return device
 
     def _start_training(self):
         """Resolve the device and seed a numpy generator for this fit."""

@@ -6,6 +6,14 @@ in, so a parameter that several classifiers share is documented once.
 
 import textwrap
 
+_DEVICE = """
+device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+    Where the fit runs. ``"auto"`` takes CUDA when PyTorch sees a GPU, else
+    the CPU. Asking for CUDA on a machine without it raises a ``ValueError``.
+    The fitted model holds numpy arrays only, so it predicts, pickles and
+    unpickles on any machine.
+"""
+
 _FRAGMENTS = {
     "training_parameters": """
 epochs : int, default=%(epochs)s
@@ -28,13 +36,9 @@ momentum : float, default=0.9
 weight_decay : float, default=%(weight_decay)s
     L2 penalty, applied by SGD at every step.
 """,
-    "device_parameters": """
-device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
-    Where the training runs. ``"auto"`` takes CUDA when PyTorch sees a GPU,
-    else the CPU. Asking for CUDA on a machine without it raises a
-    ``ValueError``. The fitted model holds numpy arrays only, so it predicts,
-    pickles and unpickles on any machine.
-
+    "device_parameter": _DEVICE,
+    "device_parameters": _DEVICE
+    + """
 random_state : int, RandomState instance or None, default=None
     Seeds the sampler and the initialisation. An int gives the same fitted
     model on every CPU run.

@@ -11,12 +11,11 @@ Reference default ("cl2n" features, "l2" distance):
 from numbers import Real
 
 import numpy as np
+import torch
 from scipy.optimize import minimize_scalar
-from scipy.sparse import csr_matrix
-from scipy.special import logsumexp
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backend import iter_row_chunks
+from ._backend import DeviceFeatures, iter_row_chunks
 from ._base import BaseLongTailClassifier
 from ._docstrings import fill_doc
 
@@ -60,6 +59,8 @@ class NCMClassifier(BaseLongTailClassifier):
         more than 400 classes, so that their scores stay small; never fewer
         than 1,000). It changes probabilities only, never predictions.
 
+    %(device_parameter)s
+
     Attributes
     ----------
     centroids_ : ndarray of shape (n_classes, n_features)
@@ -70,6 +71,9 @@ class NCMClassifier(BaseLongTailClassifier):
 
     temperature_ : float
         The softmax temperature of ``predict_proba``.
+
+    device_ : str
+        The device the class means and the temperature were computed on.
 
     %(common_attributes)s
 
@@ -95,89 +99,134 @@ class NCMClassifier(BaseLongTailClassifier):
             StrOptions({"auto"}),
             Interval(Real, 0, None, closed="neither"),
         ],
+        "device": [str, torch.device],
     }
 
     def __init__(
-        self, *, normalization="cl2n", metric="sqeuclidean", temperature="auto"
+        self,
+        *,
+        normalization="cl2n",
+        metric="sqeuclidean",
+        temperature="auto",
+        device="auto",
     ):
         self.normalization = normalization
         self.metric = metric
         self.temperature = temperature
+        self.device = device
 
     def _fit(self, X, y):
-        n_samples, n_features = X.shape
-        n_classes = len(self.classes_)
-        self.feature_mean_ = None
+        device = self._resolve_device()
+        data = DeviceFeatures(X, y, device)
+        # Each chunk is worked in the features' precision (at least float32)
+        # and its sums are added up in float64.
+        mean = None
         if self.normalization == "cl2n":
-            total = np.zeros(n_features)
-            for rows in iter_row_chunks(n_samples, n_features):
-                total += X[rows].sum(axis=0, dtype=np.float64)
-            self.feature_mean_ = total / n_samples
-        sums = np.zeros((n_classes, n_features))
-        for rows in iter_row_chunks(n_samples, n_features):
-            membership = csr_matrix(
-                (
-                    np.ones(rows.stop - rows.start),
-                    (y[rows], np.arange(rows.stop - rows.start)),
-                ),
-                shape=(n_classes, rows.stop - rows.start),
-            )
-            sums += membership @ self._normalise(X[rows])
-        self.centroids_ = sums / self.class_counts_[:, None]
+            total = torch.zeros(data.n_features, dtype=torch.float64, device=device)
+            for _, chunk in data.raw_chunks():
+                total += _at_least_float32(chunk).sum(dim=0)
+            mean = total / data.n_samples
+        n_classes = len(self.classes_)
+        sums = torch.zeros(
+            (n_classes, data.n_features), dtype=torch.float64, device=device
+        )
+        for rows, chunk in data.raw_chunks():
+            normalised = self._normalised(_at_least_float32(chunk), mean)
+            sums += torch.zeros(
+                (n_classes, data.n_features), dtype=normalised.dtype, device=device
+            ).index_add_(0, data.y[rows], normalised)
+        centroids = sums / torch.as_tensor(self.class_counts_, device=device)[:, None]
+        self.feature_mean_ = None if mean is None else mean.cpu().numpy()
+        self.centroids_ = centroids.cpu().numpy()
         self.temperature_ = (
-            self._fit_temperature(X, y)
+            self._fit_temperature(X, y, centroids, mean)
             if self.temperature == "auto"
             else float(self.temperature)
         )
 
-    def _normalise(self, X):
-        """A new float64 array of the rows, normalised in place."""
-        X = np.array(X, dtype=np.float64)
+    def _normalised(self, rows, mean):
+        """A new tensor of the rows, in their dtype and on their device, normalised."""
+        rows = rows.clone()
         if self.normalization == "none":
-            return X
-        if self.feature_mean_ is not None:
-            X -= self.feature_mean_
-        norms = np.linalg.norm(X, axis=1, keepdims=True)
+            return rows
+        if mean is not None:
+            rows -= mean.to(rows.dtype)
+        norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
         # A row equal to the mean has no direction; it stays at the origin.
-        X /= np.where(norms > 0, norms, 1.0)
-        return X
+        return rows.div_(torch.where(norms > 0, norms, 1.0))
 
-    def _scores(self, X):
-        Z = self._normalise(X)
-        similarity = Z @ self.centroids_.T
+    def _class_scores(self, rows, centroids, mean):
+        """Scores of ``rows`` against ``centroids``, float64, on their device.
+
+        In float64, so that a row's score does not depend on how many rows a
+        float32 product sees at once.
+        """
+        Z = self._normalised(rows.to(torch.float64), mean)
+        similarity = Z @ centroids.T
         if self.metric == "dot":
             return similarity
         if self.metric == "cosine":
-            centroid_norms = np.linalg.norm(self.centroids_, axis=1)
-            row_norms = np.linalg.norm(Z, axis=1, keepdims=True)
-            return similarity / np.maximum(row_norms * centroid_norms, 1e-300)
+            centroid_norms = torch.linalg.vector_norm(centroids, dim=1)
+            row_norms = torch.linalg.vector_norm(Z, dim=1, keepdim=True)
+            return similarity / torch.clamp(row_norms * centroid_norms, min=1e-300)
         squared_distance = (
-            np.square(Z).sum(axis=1, keepdims=True)
+            Z.square().sum(dim=1, keepdim=True)
             - 2.0 * similarity
-            + np.square(self.centroids_).sum(axis=1)
+            + centroids.square().sum(dim=1)
         )
-        return -np.maximum(squared_distance, 0.0)
+        return -squared_distance.clamp_(min=0.0)
+
+    def _scores(self, X):
+        mean = (
+            None if self.feature_mean_ is None else torch.from_numpy(self.feature_mean_)
+        )
+        return self._class_scores(
+            torch.from_numpy(np.asarray(X)), torch.from_numpy(self.centroids_), mean
+        ).numpy()
 
     def _probability_logits(self, scores):
         return scores / self.temperature_
 
-    def _fit_temperature(self, X, y):
+    def _fit_temperature(self, X, y, centroids, mean):
+        """The temperature minimising the log-loss on evenly spaced training rows.
+
+        The scores and the log-loss are computed where ``centroids`` are.
+        """
         n_rows = min(
             len(y),
             _TEMPERATURE_FIT_ROWS,
             max(1_000, _TEMPERATURE_FIT_SCORES // len(self.classes_)),
         )
         rows = np.unique(np.linspace(0, len(y) - 1, n_rows).astype(int))
-        scores = np.concatenate(list(self._iter_scores(X[rows])))
-        true_scores = scores[np.arange(len(rows)), y[rows]]
+        scores = torch.cat(
+            [
+                self._class_scores(
+                    torch.from_numpy(np.ascontiguousarray(X[rows[chunk]])).to(
+                        centroids.device
+                    ),
+                    centroids,
+                    mean,
+                )
+                for chunk in iter_row_chunks(
+                    len(rows), max(X.shape[1], len(self.classes_))
+                )
+            ]
+        )
+        labels = torch.as_tensor(y[rows], device=centroids.device)
+        true_scores = scores.gather(1, labels[:, None])
 
         def log_loss(log_temperature):
-            temperature = np.exp(log_temperature)
-            return np.mean(
-                logsumexp(scores / temperature, axis=1) - true_scores / temperature
+            inverse = float(np.exp(-log_temperature))
+            losses = (
+                torch.logsumexp(scores * inverse, dim=1) - true_scores[:, 0] * inverse
             )
+            return losses.mean().item()
 
         best = minimize_scalar(
             log_loss, bounds=(np.log(1e-4), np.log(1e4)), method="bounded"
         )
         return float(np.exp(best.x))
+
+
+def _at_least_float32(rows):
+    return rows if rows.dtype == torch.float64 else rows.float()

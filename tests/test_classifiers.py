@@ -453,6 +453,37 @@ def test_memory_mapped_features_train_like_in_memory_ones(small_problem, tmp_pat
     np.testing.assert_allclose(from_disk.coef_, in_memory.coef_, rtol=1e-5, atol=1e-6)
 
 
+def test_ncm_means_are_the_same_resident_streamed_and_in_any_precision(
+    small_problem, tmp_path, monkeypatch
+):
+    import skltr._backend
+
+    X, y = small_problem
+    X = X.astype(np.float64)
+    exact = NCMClassifier(device="cpu").fit(X, y)
+    # Streamed from a memory map, a few rows at a time: the class sums of
+    # every chunk add up to the same means.
+    np.save(tmp_path / "X.npy", X)
+    original = skltr._backend.iter_row_chunks
+    monkeypatch.setattr(
+        skltr._backend,
+        "iter_row_chunks",
+        lambda n_rows, n_cols: original(n_rows, n_cols, bytes_per_chunk=8 * n_cols * 7),
+    )
+    streamed = NCMClassifier(device="cpu").fit(
+        np.load(tmp_path / "X.npy", mmap_mode="r"), y
+    )
+    np.testing.assert_allclose(streamed.centroids_, exact.centroids_, atol=1e-12)
+    np.testing.assert_allclose(streamed.feature_mean_, exact.feature_mean_, atol=1e-12)
+    assert streamed.temperature_ == pytest.approx(exact.temperature_, rel=1e-6)
+    # float32 and float16 rows are normalised in float32: the means move by
+    # their rounding only.
+    for dtype, tolerance in ((np.float32, 1e-6), (np.float16, 2e-3)):
+        clf = NCMClassifier(device="cpu").fit(X.astype(dtype), y)
+        assert clf.centroids_.dtype == np.float64
+        np.testing.assert_allclose(clf.centroids_, exact.centroids_, atol=tolerance)
+
+
 def test_float16_and_float64_features_are_accepted(small_problem):
     X, y = small_problem
     for dtype in (np.float16, np.float64):

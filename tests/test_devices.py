@@ -24,6 +24,7 @@ from skltr import (
     JointClassifier,
     LORTClassifier,
     LWSClassifier,
+    NCMClassifier,
     TauNormClassifier,
 )
 from skltr._backend import DeviceFeatures
@@ -61,7 +62,23 @@ def test_a_fit_on_the_gpu_is_the_fit_on_the_cpu(long_tailed, clf):
     assert agree >= 0.99
 
 
-@pytest.mark.parametrize("clf", TRAINED, ids=_ids)
+def test_ncm_on_the_gpu_is_ncm_on_the_cpu(long_tailed, tmp_path):
+    X, y, X_test, _ = long_tailed
+    on_cpu = NCMClassifier(device="cpu").fit(X, y)
+    on_gpu = NCMClassifier(device=GPU).fit(X, y)
+    assert on_gpu.device_.startswith("cuda")
+    np.testing.assert_allclose(on_gpu.centroids_, on_cpu.centroids_, atol=1e-6)
+    assert on_gpu.temperature_ == pytest.approx(on_cpu.temperature_, rel=1e-3)
+    assert np.mean(on_gpu.predict(X_test) == on_cpu.predict(X_test)) >= 0.99
+    # Streamed from a memory map (never resident): the same means.
+    np.save(tmp_path / "X.npy", X)
+    streamed = NCMClassifier(device=GPU).fit(
+        np.load(tmp_path / "X.npy", mmap_mode="r"), y
+    )
+    np.testing.assert_allclose(streamed.centroids_, on_gpu.centroids_, atol=1e-6)
+
+
+@pytest.mark.parametrize("clf", TRAINED + [NCMClassifier()], ids=_ids)
 def test_a_model_fit_on_the_gpu_holds_no_gpu_state(small_problem, clf):
     X, y = small_problem
     fitted = _fit_on(GPU, clf, X, y)

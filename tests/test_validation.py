@@ -103,12 +103,13 @@ def test_predict_before_fit():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", torch.device("cuda")])
-def test_cuda_asked_for_and_absent(data, device):
+@pytest.mark.parametrize("estimator", [JointClassifier, NCMClassifier])
+def test_cuda_asked_for_and_absent(data, device, estimator):
     X, y = data
     with pytest.raises(
         ValueError, match="asks for CUDA.*device='auto' or device='cpu'"
     ):
-        JointClassifier(device=device).fit(X, y)
+        estimator(device=device).fit(X, y)
 
 
 def test_cuda_device_index_out_of_range():
