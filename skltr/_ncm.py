@@ -124,14 +124,14 @@ class NCMClassifier(BaseLongTailClassifier):
         if self.normalization == "cl2n":
             total = torch.zeros(data.n_features, dtype=torch.float64, device=device)
             for _, chunk in data.raw_chunks():
-                total += _at_least_float32(chunk).sum(dim=0)
+                total += chunk.to(_working_dtype(chunk)).sum(dim=0)
             mean = total / data.n_samples
         n_classes = len(self.classes_)
         sums = torch.zeros(
             (n_classes, data.n_features), dtype=torch.float64, device=device
         )
         for rows, chunk in data.raw_chunks():
-            normalised = self._normalised(_at_least_float32(chunk), mean)
+            normalised = self._normalised(chunk, mean, _working_dtype(chunk))
             sums += torch.zeros(
                 (n_classes, data.n_features), dtype=normalised.dtype, device=device
             ).index_add_(0, data.y[rows], normalised)
@@ -144,9 +144,9 @@ class NCMClassifier(BaseLongTailClassifier):
             else float(self.temperature)
         )
 
-    def _normalised(self, rows, mean):
-        """A new tensor of the rows, in their dtype and on their device, normalised."""
-        rows = rows.clone()
+    def _normalised(self, rows, mean, dtype):
+        """A new ``dtype`` tensor of the rows, on their device, normalised."""
+        rows = rows.to(dtype, copy=True)
         if self.normalization == "none":
             return rows
         if mean is not None:
@@ -161,7 +161,7 @@ class NCMClassifier(BaseLongTailClassifier):
         In float64, so that a row's score does not depend on how many rows a
         float32 product sees at once.
         """
-        Z = self._normalised(rows.to(torch.float64), mean)
+        Z = self._normalised(rows, mean, torch.float64)
         similarity = Z @ centroids.T
         if self.metric == "dot":
             return similarity
@@ -228,5 +228,6 @@ class NCMClassifier(BaseLongTailClassifier):
         return float(np.exp(best.x))
 
 
-def _at_least_float32(rows):
-    return rows if rows.dtype == torch.float64 else rows.float()
+def _working_dtype(rows):
+    """float64 for float64 rows, else float32."""
+    return torch.float64 if rows.dtype == torch.float64 else torch.float32
