@@ -99,8 +99,13 @@ class BaseRebalancer(BaseTrainedClassifier):
         try:
             check_is_fitted(joint)
         except NotFittedError:
-            fit = check_memory(self.memory).cache(_fit_joint, ignore=["X", "y"])
-            joint = fit(clone(joint), X, y, _data_key(X, y))
+            if self.memory is None:
+                # No cache to look up, so no key: hashing ImageNet-LT-size
+                # features takes a second.
+                joint = clone(joint).fit(X, y)
+            else:
+                fit = check_memory(self.memory).cache(_fit_joint, ignore=["X", "y"])
+                joint = fit(clone(joint), X, y, _data_key(X, y))
             classes = np.arange(len(self.classes_))
         else:
             classes = self.classes_
