@@ -31,25 +31,36 @@ def tau_normalize(coef, tau):
     return coef / np.maximum(norms, np.finfo(coef.dtype).tiny) ** tau
 
 
-def correct_by_tau(X, labels, coef, taus, n_classes, preprocess, device=None):
+def correct_by_tau(
+    X, labels, coef, taus, n_classes, *, shift=None, scale=None, device=None
+):
     """Correct predictions per class of the tau-normalised classifier, per tau.
 
-    The joint logits without bias, ``preprocess(rows) @ coef.T`` in float64,
-    are computed a chunk of rows of ``X`` at a time; dividing logit j by
+    The joint logits without bias, ``((rows - shift) / scale) @ coef.T`` in
+    float64 (the rows as they are when ``shift`` is None), are computed a
+    chunk of rows of ``X`` at a time; dividing logit j by
     ``||coef_j||**tau`` gives the tau-normalised logits. ``labels`` are the
-    rows' encoded labels. The products and the comparisons run on ``device``
-    (the CPU by default): each chunk's rows are preprocessed on the host and
-    sent there, and only the counts come back. Returns an
+    rows' encoded labels. Everything but reading the rows runs on ``device``
+    (the CPU by default), and only the counts come back. Returns an
     (n_taus, n_classes) array.
     """
     device = torch.device("cpu") if device is None else device
-    coef = torch.as_tensor(np.asarray(coef, dtype=np.float64), device=device)
-    divisors = torch.linalg.vector_norm(coef, dim=1) ** torch.as_tensor(
-        np.asarray(taus, dtype=np.float64), device=device
-    ).reshape(-1, 1)
+
+    def on_device(values):
+        return torch.as_tensor(np.asarray(values, dtype=np.float64), device=device)
+
+    coef = on_device(coef)
+    divisors = torch.linalg.vector_norm(coef, dim=1) ** on_device(taus).reshape(-1, 1)
     correct = torch.zeros(len(divisors), n_classes, dtype=torch.int64, device=device)
+    if shift is not None:
+        shift, scale = on_device(shift), on_device(scale)
     for rows in iter_row_chunks(*X.shape):
-        features = torch.from_numpy(preprocess(X[rows])).to(device)
+        # Standardised on the device: on the host it took 1.8 of the 1.9 s
+        # the sweep needed at ImageNet-LT size with an H100.
+        features = torch.from_numpy(np.ascontiguousarray(X[rows])).to(device)
+        features = features.to(torch.float64)
+        if shift is not None:
+            features = features.sub_(shift).div_(scale)
         chunk_labels = torch.as_tensor(labels[rows], device=device)
         logits = features @ coef.T
         for i, divisor in enumerate(divisors):
@@ -216,8 +227,9 @@ class TauNormClassifier(BaseRebalancer):
             self.joint_coef_,
             grid,
             len(self.classes_),
-            self._preprocess,
-            self._resolve_device(),
+            shift=self.feature_mean_,
+            scale=self.feature_scale_,
+            device=self._resolve_device(),
         )
         self.tau_scores_ = (correct / self.class_counts_).mean(axis=1)
         self._warn_if_training_cannot_choose(

@@ -90,17 +90,20 @@ def tau_sweep(estimator, X, y, *, taus=None, class_counts=None, many=100, few=20
             "has none."
         )
     X = validate_data(final, X, reset=False, dtype=(np.float64, np.float32))
-    preprocess = (
-        final._preprocess
+    # skltr's linear classifiers score standardised rows; others the rows as given.
+    shift, scale = (
+        (final.feature_mean_, final.feature_scale_)
         if isinstance(final, BaseLinearClassifier)
-        else lambda rows: np.asarray(rows, dtype=np.float64)
+        else (None, None)
     )
     y = column_or_1d(y)
     labels, counts = training_counts(final, class_counts)
     labels, counts = class_count_table(y, counts, labels)
     encoded = np.searchsorted(labels, y)
     taus = DEFAULT_TAU_GRID if taus is None else column_or_1d(taus).astype(float)
-    correct = correct_by_tau(X, encoded, coef, taus, len(labels), preprocess)
+    correct = correct_by_tau(
+        X, encoded, coef, taus, len(labels), shift=shift, scale=scale
+    )
     support = np.bincount(encoded, minlength=len(labels))
     with np.errstate(invalid="ignore", divide="ignore"):
         accuracy = correct / support
