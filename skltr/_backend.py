@@ -124,11 +124,13 @@ class DeviceFeatures:
     tensor shares the array's memory, no copy). Memory-mapped arrays, and
     arrays too large for the accelerator, stay where they are and each batch's
     rows are read and copied on their own, so memory stays bounded by a batch.
-    Float16 features stay float16 until a batch reaches the device.
+    Float16 features stay float16 until a batch reaches the device. A tensor
+    is moved whole, and one already on the device in the precision it would
+    be served in (float32, or float16) is used as it is.
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
+    X : ndarray or torch.Tensor of shape (n_samples, n_features)
     y : ndarray of shape (n_samples,)
         Encoded labels, 0 to n_classes - 1.
     device : torch.device
@@ -149,25 +151,42 @@ class DeviceFeatures:
             self.standardise(shift, scale)
 
     def _fits_on_device(self):
+        # A tensor is moved whole: it is in memory somewhere already.
+        if isinstance(self.X, torch.Tensor):
+            return True
         if isinstance(self.X, np.memmap):
             return False
         if self.device.type != "cuda":
             return True
         free_bytes, _ = torch.cuda.mem_get_info(self.device)
-        itemsize = 2 if self.X.dtype == np.float16 else 4
+        itemsize = self._served_dtype().itemsize
         return self.X.shape[0] * self.X.shape[1] * itemsize <= (
             _DEVICE_MEMORY_SHARE * free_bytes
         )
 
+    def _served_dtype(self):
+        """The precision the features have on an accelerator."""
+        if _is_half(self.X):
+            return torch.float16
+        return torch.float32
+
     def _to_device(self):
+        X = self.X
         if self.device.type == "cpu":
-            return _numpy_as_tensor(self.X)
-        dtype = torch.float16 if self.X.dtype == np.float16 else torch.float32
-        out = torch.empty(self.X.shape, dtype=dtype, device=self.device)
+            # On the host the features serve as they are; each batch is cast.
+            return X.cpu() if isinstance(X, torch.Tensor) else _numpy_as_tensor(X)
+        dtype = self._served_dtype()
+        if (
+            isinstance(X, torch.Tensor)
+            and X.dtype == dtype
+            and X.device == _with_index(self.device)
+        ):
+            return X
+        out = torch.empty(X.shape, dtype=dtype, device=self.device)
         # Copied in chunks so a float64 array never gets a whole float32 twin on
         # the host.
-        for rows in iter_row_chunks(*self.X.shape):
-            out[rows].copy_(_numpy_as_tensor(self.X[rows]), non_blocking=False)
+        for rows in iter_row_chunks(*X.shape):
+            out[rows].copy_(feature_rows(X, rows))
         return out
 
     def moments(self):
@@ -209,7 +228,7 @@ class DeviceFeatures:
             return self.preprocess(
                 self._X_device[torch.as_tensor(indices).to(self.device)]
             )
-        host = _numpy_as_tensor(np.ascontiguousarray(self.X[indices]))
+        host = feature_rows(self.X, indices)
         if self.device.type == "cuda":
             host = host.pin_memory()
         return self.preprocess(host.to(self.device, non_blocking=True))
@@ -346,8 +365,36 @@ class DeviceFeatures:
             if self.resident:
                 yield rows, self._X_device[rows]
             else:
-                chunk = _numpy_as_tensor(np.ascontiguousarray(self.X[rows]))
-                yield rows, chunk.to(self.device)
+                yield rows, feature_rows(self.X, rows).to(self.device)
+
+
+def feature_rows(X, rows):
+    """Rows ``rows`` of features ``X`` as a tensor where ``X`` is.
+
+    ``X`` is a NumPy array (a memory map too; the tensor then shares the rows
+    read) or a tensor.
+    """
+    if isinstance(X, torch.Tensor):
+        return X[rows]
+    return _numpy_as_tensor(np.ascontiguousarray(X[rows]))
+
+
+def host_rows(X, rows):
+    """Rows ``rows`` of features ``X`` (an array, or a tensor anywhere) as NumPy."""
+    if isinstance(X, torch.Tensor):
+        return X[rows].cpu().numpy()
+    return X[rows]
+
+
+def _with_index(device):
+    """``device`` with its index: "cuda" is the current CUDA device."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _is_half(X):
+    return X.dtype in (np.float16, torch.float16)
 
 
 def _as_float_tensor(values, device):

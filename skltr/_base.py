@@ -20,12 +20,19 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from ._backend import (
     AutogradSGD,
     SoftmaxRegressionSGD,
     feature_scaled_lr,
+    host_rows,
     iter_row_chunks,
     resolve_device,
     train_minibatch,
@@ -35,6 +42,61 @@ from ._sampling import make_sampler
 # float16 and float64 features are kept as they are (float16 stays float16
 # until a batch reaches the device); anything else becomes float32.
 FEATURE_DTYPES = (np.float32, np.float64, np.float16)
+_TENSOR_FEATURE_DTYPES = (torch.float32, torch.float64, torch.float16)
+
+
+def validate_features(estimator, X, y="no_validation", *, reset):
+    """``validate_data`` for features, which also takes torch tensors as they are.
+
+    Arrays and everything else array-like go through scikit-learn's
+    ``validate_data`` (as ``FEATURE_DTYPES``). A tensor stays a tensor on its
+    device, so that features already on a GPU are trained on there, with no
+    copy through the host: it must be 2-D and finite; integer and bfloat16
+    tensors become float32, and a tensor that requires grad is detached
+    (the features are frozen). ``y`` (an array or a tensor anywhere) comes
+    back as a NumPy array.
+
+    Returns X, or (X, y) when ``y`` is given, as ``validate_data`` does.
+    """
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    if not isinstance(X, torch.Tensor):
+        return validate_data(estimator, X, y, reset=reset, dtype=FEATURE_DTYPES)
+    X = _check_feature_tensor(X, type(estimator).__name__)
+    if isinstance(y, str) and y == "no_validation":
+        return validate_data(estimator, X, reset=reset, skip_check_array=True)
+    validate_data(estimator, X, y, reset=reset, skip_check_array=True)
+    y = check_array(y, ensure_2d=False, dtype=None, input_name="y", estimator=estimator)
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(X, y)
+    return X, y
+
+
+def _check_feature_tensor(X, name):
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} expects a 2-D tensor of features, (n_samples, n_features); "
+            f"got one of shape {tuple(X.shape)}. Flatten each sample's features "
+            "into a row, e.g. X.reshape(len(X), -1)."
+        )
+    if X.is_complex() or X.dtype == torch.bool:
+        raise ValueError(f"{name} expects real-valued features; got {X.dtype}.")
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if X.shape[axis] < 1:
+            raise ValueError(
+                f"Found a tensor with 0 {what}(s) (shape={tuple(X.shape)}) while "
+                f"a minimum of 1 is required by {name}."
+            )
+    X = X.detach()
+    if X.dtype not in _TENSOR_FEATURE_DTYPES:
+        X = X.float()
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(
+            f"Input X contains NaN or infinity. {name} does not accept missing "
+            "values: impute them first (e.g. sklearn.impute.SimpleImputer) or "
+            "drop the rows that hold them."
+        )
+    return X
 
 
 class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
@@ -53,10 +115,12 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
             Training features; a memory-mapped array is read a chunk at a
-            time.
-        y : array-like of shape (n_samples,)
+            time. A tensor is trained on where it is: float32 or float16
+            features already on the estimator's device are used in place,
+            with no copy.
+        y : array-like or torch.Tensor of shape (n_samples,)
             Class labels of any type scikit-learn accepts (ints, strings).
 
         Returns
@@ -64,7 +128,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         self : object
             The fitted classifier.
         """
-        X, y = validate_data(self, X, y, dtype=FEATURE_DTYPES)
+        X, y = validate_features(self, X, y, reset=True)
         check_classification_targets(y)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -93,7 +157,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         # wider of the two, so that many classes do not blow up a chunk.
         width = max(X.shape[1], len(self.classes_))
         for rows in iter_row_chunks(X.shape[0], width):
-            yield np.asarray(self._scores(X[rows]), dtype=np.float64)
+            yield np.asarray(self._scores(host_rows(X, rows)), dtype=np.float64)
 
     def decision_function(self, X):
         """Class scores (the logits of the linear classifiers).
@@ -109,7 +173,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
             ``classes_[0]``, as scikit-learn's binary classifiers return.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=FEATURE_DTYPES)
+        X = validate_features(self, X, reset=False)
         scores = np.concatenate(list(self._iter_scores(X)))
         if len(self.classes_) == 2:
             return scores[:, 1] - scores[:, 0]
@@ -127,7 +191,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=FEATURE_DTYPES)
+        X = validate_features(self, X, reset=False)
         best = [scores.argmax(axis=1) for scores in self._iter_scores(X)]
         return self.classes_[np.concatenate(best)]
 
@@ -144,7 +208,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
             Rows sum to 1; columns follow ``classes_``.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=FEATURE_DTYPES)
+        X = validate_features(self, X, reset=False)
         return np.concatenate(
             [
                 softmax(self._probability_logits(scores), axis=1)
@@ -164,7 +228,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         log_proba : ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=FEATURE_DTYPES)
+        X = validate_features(self, X, reset=False)
         return np.concatenate(
             [
                 log_softmax(self._probability_logits(scores), axis=1)

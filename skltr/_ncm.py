@@ -15,7 +15,7 @@ import torch
 from scipy.optimize import minimize_scalar
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backend import DeviceFeatures, iter_row_chunks
+from ._backend import DeviceFeatures, feature_rows, iter_row_chunks
 from ._base import BaseLongTailClassifier
 from ._docstrings import fill_doc
 
@@ -201,11 +201,7 @@ class NCMClassifier(BaseLongTailClassifier):
         scores = torch.cat(
             [
                 self._class_scores(
-                    torch.from_numpy(np.ascontiguousarray(X[rows[chunk]])).to(
-                        centroids.device
-                    ),
-                    centroids,
-                    mean,
+                    feature_rows(X, rows[chunk]).to(centroids.device), centroids, mean
                 )
                 for chunk in iter_row_chunks(
                     len(rows), max(X.shape[1], len(self.classes_))

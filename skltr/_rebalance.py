@@ -16,7 +16,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted, check_memory
 
-from ._backend import DeviceFeatures, iter_row_chunks
+from ._backend import DeviceFeatures, host_rows, iter_row_chunks
 from ._base import BaseTrainedClassifier
 from ._joint import JointClassifier
 from ._warnings import warn
@@ -31,13 +31,19 @@ def _fit_joint(joint, X, y, data_key):
 
 
 def _data_key(X, y):
-    """SHA-1 of the arrays' dtypes, shapes and values, a chunk of rows at a time."""
+    """SHA-1 of the arrays' dtypes, shapes and values, a chunk of rows at a time.
+
+    A tensor is read a chunk at a time from its device; it gets another key
+    than an array of the same values.
+    """
     digest = hashlib.sha1()
     for array in (X, y):
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        dtype = array.dtype if isinstance(array, torch.Tensor) else array.dtype.str
+        digest.update(f"{dtype}{tuple(array.shape)}".encode())
         width = array.shape[1] if array.ndim == 2 else 1
         for rows in iter_row_chunks(len(array), width):
-            digest.update(memoryview(np.ascontiguousarray(array[rows])).cast("B"))
+            chunk = np.ascontiguousarray(host_rows(array, rows))
+            digest.update(memoryview(chunk).cast("B"))
     return digest.hexdigest()
 
 

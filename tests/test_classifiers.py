@@ -514,3 +514,58 @@ def test_batch_sizes_larger_than_the_data_work(small_problem):
     X, y = small_problem
     clf = CRTClassifier(batch_size=10_000, epochs=3, **CPU).fit(X, y)
     assert len(clf.loss_curve_) == 3
+
+
+@pytest.mark.parametrize("clf", ALL_CLASSIFIERS, ids=_ids)
+def test_tensors_train_and_predict_like_arrays(small_problem, clf):
+    # A tensor is trained on where it is (on a GPU: no copy through the host);
+    # on the CPU it is the array's own memory, so the fits are identical.
+    X, y = small_problem
+    from_array = clone(clf).fit(X, y)
+    from_tensor = clone(clf).fit(torch.from_numpy(X), torch.from_numpy(y))
+    np.testing.assert_array_equal(from_tensor.classes_, from_array.classes_)
+    for method in ("predict", "predict_proba", "decision_function"):
+        expected = getattr(from_array, method)(X)
+        got = getattr(from_tensor, method)(torch.from_numpy(X))
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_bfloat16_integer_and_grad_tracking_tensors_are_accepted(small_problem):
+    X, y = small_problem
+    features = torch.from_numpy(X)
+    bf16 = features.to(torch.bfloat16)
+    # bfloat16 widens to float32 exactly; NumPy has no bfloat16 at all.
+    np.testing.assert_array_equal(
+        CRTClassifier(**CPU).fit(bf16, y).coef_,
+        CRTClassifier(**CPU).fit(bf16.float().numpy(), y).coef_,
+    )
+    # Frozen features: a tensor that tracks gradients is trained on, detached.
+    np.testing.assert_array_equal(
+        CRTClassifier(**CPU).fit(features.clone().requires_grad_(), y).coef_,
+        CRTClassifier(**CPU).fit(X, y).coef_,
+    )
+    counts = torch.from_numpy(np.rint(X * 10)).to(torch.int64)
+    assert CRTClassifier(**CPU).fit(counts, y).predict(counts).shape == y.shape
+
+
+def test_tensors_in_a_cross_validated_grid_search(long_tailed):
+    X, y, X_test, y_test = long_tailed
+    search = GridSearchCV(
+        TauNormClassifier(**CPU), {"tau": [0.0, 1.0]}, cv=3, scoring="balanced_accuracy"
+    ).fit(torch.from_numpy(X), y)
+    assert search.best_params_["tau"] in (0.0, 1.0)
+    assert search.score(torch.from_numpy(X_test), y_test) > 0
+
+
+@pytest.mark.parametrize("clf", ALL_CLASSIFIERS, ids=_ids)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_and_predict_leave_the_callers_features_as_they_were(
+    small_problem, clf, dtype
+):
+    X, y = small_problem
+    X = X.astype(dtype)
+    before = X.copy()
+    clone(clf).fit(X, y).predict_proba(X)
+    clone(clf).fit(torch.from_numpy(X), y).predict_proba(torch.from_numpy(X))
+    np.testing.assert_array_equal(X, before)

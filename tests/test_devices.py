@@ -91,6 +91,36 @@ def test_a_model_fit_on_the_gpu_holds_no_gpu_state(small_problem, clf):
     np.testing.assert_array_equal(restored.predict_proba(X), fitted.predict_proba(X))
 
 
+@pytest.mark.parametrize("clf", TRAINED + [NCMClassifier()], ids=_ids)
+def test_features_already_on_the_gpu_train_like_arrays(long_tailed, clf):
+    X, y, X_test, _ = long_tailed
+    on_gpu = torch.from_numpy(X).to(GPU)
+    from_array = _fit_on(GPU, clf, X, y)
+    from_tensor = _fit_on(GPU, clf, on_gpu, torch.from_numpy(y).to(GPU))
+    fitted = "centroids_" if isinstance(clf, NCMClassifier) else "coef_"
+    np.testing.assert_allclose(
+        getattr(from_tensor, fitted), getattr(from_array, fitted), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        from_tensor.predict_proba(torch.from_numpy(X_test).to(GPU)),
+        from_array.predict_proba(X_test),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    # And fitted where the estimator says, wherever the tensor is.
+    on_cpu = _fit_on("cpu", clf, on_gpu, y)
+    assert on_cpu.device_ == "cpu"
+    assert np.mean(on_cpu.predict(X_test) == from_array.predict(X_test)) >= 0.99
+
+
+def test_float32_features_on_the_gpu_are_used_in_place(long_tailed):
+    X, y, _, _ = long_tailed
+    on_gpu = torch.from_numpy(X).to(GPU)
+    assert DeviceFeatures(on_gpu, y, torch.device(GPU))._X_device is on_gpu
+    as_half = on_gpu.half()
+    assert DeviceFeatures(as_half, y, torch.device(GPU))._X_device is as_half
+
+
 def test_streamed_features_train_like_resident_ones_on_the_gpu(long_tailed, tmp_path):
     # A memory-mapped file is never resident: its batches are read on the
     # host, pinned and copied without blocking; resident ones are gathered on

@@ -29,6 +29,12 @@ def _ids(estimator):
     return type(estimator).__name__
 
 
+# Features come as arrays, or as torch tensors, which take a path of their own.
+CONTAINERS = pytest.mark.parametrize(
+    "container", [np.asarray, torch.from_numpy], ids=["array", "tensor"]
+)
+
+
 @pytest.fixture
 def data():
     rng = np.random.default_rng(0)
@@ -36,33 +42,36 @@ def data():
     return rng.normal(size=(60, 5)) + np.eye(3, 5)[y], y
 
 
+@CONTAINERS
 @pytest.mark.parametrize("clf", CLASSIFIERS, ids=_ids)
 @pytest.mark.parametrize("bad, message", [(np.nan, "NaN"), (np.inf, "infinity")])
-def test_non_finite_features(data, clf, bad, message):
+def test_non_finite_features(data, clf, bad, message, container):
     X, y = data
     X = X.copy()
     X[3, 2] = bad
     with pytest.raises(ValueError, match=message):
-        clone(clf).fit(X, y)
+        clone(clf).fit(container(X), y)
     fitted = clone(clf).fit(data[0], y)
     with pytest.raises(ValueError, match=message):
-        fitted.predict(X)
+        fitted.predict(container(X))
 
 
+@CONTAINERS
 @pytest.mark.parametrize("clf", CLASSIFIERS, ids=_ids)
-def test_single_class(data, clf):
+def test_single_class(data, clf, container):
     X, _ = data
     with pytest.raises(ValueError, match="at least 2 classes.*1 class"):
-        clone(clf).fit(X, np.zeros(len(X)))
+        clone(clf).fit(container(X), np.zeros(len(X)))
 
 
+@CONTAINERS
 @pytest.mark.parametrize("clf", CLASSIFIERS, ids=_ids)
-def test_wrong_number_of_features_at_predict(data, clf):
+def test_wrong_number_of_features_at_predict(data, clf, container):
     X, y = data
-    fitted = clone(clf).fit(X, y)
+    fitted = clone(clf).fit(container(X), y)
     for method in ("predict", "predict_proba", "decision_function"):
         with pytest.raises(ValueError, match="X has 4 features.*expecting 5"):
-            getattr(fitted, method)(X[:, :4])
+            getattr(fitted, method)(container(X[:, :4].copy()))
 
 
 @pytest.mark.parametrize("clf", CLASSIFIERS, ids=_ids)
@@ -70,6 +79,22 @@ def test_three_dimensional_input(data, clf):
     X, y = data
     with pytest.raises(ValueError, match="dim 3"):
         clone(clf).fit(X.reshape(60, 5, 1), y)
+    with pytest.raises(ValueError, match=r"2-D tensor.*\(60, 5, 1\).*reshape"):
+        clone(clf).fit(torch.from_numpy(X).reshape(60, 5, 1), y)
+
+
+@pytest.mark.parametrize(
+    "X, message",
+    [
+        (torch.zeros(0, 5), "0 sample"),
+        (torch.zeros(60, 0), "0 feature"),
+        (torch.zeros(60, 5, dtype=torch.complex64), "real-valued"),
+    ],
+    ids=["no rows", "no columns", "complex"],
+)
+def test_unusable_tensors(data, X, message):
+    with pytest.raises(ValueError, match=message):
+        CRTClassifier(device="cpu").fit(X, np.arange(len(X)) % 2)
 
 
 @pytest.mark.parametrize(
