@@ -137,11 +137,15 @@ class DeviceFeatures:
     shift, scale : ndarray of shape (n_features,) or None
         Rows are served as ``(x - shift) / scale``; None serves them as they
         are (see also :meth:`standardise`).
+    keep_float64 : bool
+        Move float64 features to an accelerator in float64 rather than
+        float32, for computations that need their precision.
     """
 
-    def __init__(self, X, y, device, *, shift=None, scale=None):
+    def __init__(self, X, y, device, *, shift=None, scale=None, keep_float64=False):
         self.X = X
         self.device = device
+        self.keep_float64 = keep_float64
         self.n_samples, self.n_features = X.shape
         self.y = torch.as_tensor(np.asarray(y), dtype=torch.long).to(device)
         self.resident = self._fits_on_device()
@@ -168,6 +172,8 @@ class DeviceFeatures:
         """The precision the features have on an accelerator."""
         if _is_half(self.X):
             return torch.float16
+        if self.keep_float64 and self.X.dtype in (np.float64, torch.float64):
+            return torch.float64
         return torch.float32
 
     def _to_device(self):

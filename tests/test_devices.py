@@ -70,6 +70,15 @@ def test_ncm_on_the_gpu_is_ncm_on_the_cpu(long_tailed, tmp_path):
     np.testing.assert_allclose(on_gpu.centroids_, on_cpu.centroids_, atol=1e-6)
     assert on_gpu.temperature_ == pytest.approx(on_cpu.temperature_, rel=1e-3)
     assert np.mean(on_gpu.predict(X_test) == on_cpu.predict(X_test)) >= 0.99
+    # Repeatable bit for bit, and float64 features keep their precision.
+    again = NCMClassifier(device=GPU).fit(X, y)
+    np.testing.assert_array_equal(again.centroids_, on_gpu.centroids_)
+    X64 = X.astype(np.float64)
+    np.testing.assert_allclose(
+        NCMClassifier(device=GPU).fit(X64, y).centroids_,
+        NCMClassifier(device="cpu").fit(X64, y).centroids_,
+        atol=1e-12,
+    )
     # Streamed from a memory map (never resident): the same means.
     np.save(tmp_path / "X.npy", X)
     streamed = NCMClassifier(device=GPU).fit(
