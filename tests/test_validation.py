@@ -92,7 +92,7 @@ def test_three_dimensional_input(data, clf):
     ],
     ids=["no rows", "no columns", "complex"],
 )
-def test_unusable_tensors(data, X, message):
+def test_unusable_tensors(X, message):
     with pytest.raises(ValueError, match=message):
         CRTClassifier(device="cpu").fit(X, np.arange(len(X)) % 2)
 
