@@ -230,14 +230,16 @@ class DeviceFeatures:
 
     def rows(self, indices):
         """The rows ``indices`` (sorted), preprocessed, on the device."""
+        return self.preprocess(self.raw_rows(indices))
+
+    def raw_rows(self, indices):
+        """The rows ``indices`` (sorted) as given (not preprocessed), on the device."""
         if self.resident:
-            return self.preprocess(
-                self._X_device[torch.as_tensor(indices).to(self.device)]
-            )
+            return self._X_device[torch.as_tensor(indices).to(self.device)]
         host = feature_rows(self.X, indices)
         if self.device.type == "cuda":
             host = host.pin_memory()
-        return self.preprocess(host.to(self.device, non_blocking=True))
+        return host.to(self.device, non_blocking=True)
 
     def epoch_batches(self, order, batch_size):
         """Features and labels of the rows ``order``, ``batch_size`` at a time.

@@ -15,7 +15,7 @@ import torch
 from scipy.optimize import minimize_scalar
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backend import DeviceFeatures, feature_rows, iter_row_chunks
+from ._backend import DeviceFeatures, iter_row_chunks
 from ._base import BaseLongTailClassifier
 from ._docstrings import fill_doc
 
@@ -137,7 +137,7 @@ class NCMClassifier(BaseLongTailClassifier):
         self.feature_mean_ = None if mean is None else mean.cpu().numpy()
         self.centroids_ = centroids.cpu().numpy()
         self.temperature_ = (
-            self._fit_temperature(X, y, centroids, mean)
+            self._fit_temperature(data, y, centroids, mean)
             if self.temperature == "auto"
             else float(self.temperature)
         )
@@ -185,10 +185,12 @@ class NCMClassifier(BaseLongTailClassifier):
     def _probability_logits(self, scores):
         return scores / self.temperature_
 
-    def _fit_temperature(self, X, y, centroids, mean):
+    def _fit_temperature(self, data, y, centroids, mean):
         """The temperature minimising the log-loss on evenly spaced training rows.
 
-        The scores and the log-loss are computed where ``centroids`` are.
+        The rows are read from ``data`` (a :class:`DeviceFeatures`, so from
+        the device when they are resident there); the scores and the log-loss
+        are computed there too.
         """
         n_rows = min(
             len(y),
@@ -198,11 +200,9 @@ class NCMClassifier(BaseLongTailClassifier):
         rows = np.unique(np.linspace(0, len(y) - 1, n_rows).astype(int))
         scores = torch.cat(
             [
-                self._class_scores(
-                    feature_rows(X, rows[chunk]).to(centroids.device), centroids, mean
-                )
+                self._class_scores(data.raw_rows(rows[chunk]), centroids, mean)
                 for chunk in iter_row_chunks(
-                    len(rows), max(X.shape[1], len(self.classes_))
+                    len(rows), max(data.n_features, len(self.classes_))
                 )
             ]
         )
