@@ -7,11 +7,10 @@ LogisticRegression(class_weight="balanced"))`` (plain ``LogisticRegression``
 for the Joint row, which ignores the imbalance too), in the same run; balanced
 accuracy on a balanced test set is reported beside each, and cRT is timed
 again from a tensor already on the device (no host validation, no copy). The
-machine's limit
-is the float32 matrix-product rate measured with torch for the shapes of one
-training step; cRT's time per epoch (from fits of two lengths, 2 and 12 epochs
-unless ``--epoch-fits`` says otherwise, so that fixed costs cancel) is
-reported against it.
+machine's limit is the float32 matrix-product rate measured with torch for the
+shapes of one training step; cRT's time per epoch (from fits of two lengths, 2
+and 12 epochs unless ``--epoch-fits`` says otherwise, so that fixed costs
+cancel) is reported against it.
 
     python benchmarks/classifier_speed.py --size cifar100 --repeats 5
     python benchmarks/classifier_speed.py --size imagenet --peer-budget 600
