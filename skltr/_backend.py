@@ -394,6 +394,41 @@ def host_rows(X, rows):
     return X[rows]
 
 
+def float64_device(device):
+    """``device``, or the host where ``device`` has no float64 (Apple's MPS)."""
+    return torch.device("cpu") if device.type == "mps" else device
+
+
+class Float64Rows:
+    """Chunks of rows copied to float64 on ``device``, into one reused buffer.
+
+    Scoring works on a float64 copy of each chunk of rows, in place, so the
+    caller's rows are never written to. Allocating that copy afresh for every
+    chunk made it three times slower on the CPU (20,000 x 2,048 rows: 0.08 s
+    against 0.02 s), nearly all of it page faults; the buffer is allocated
+    once and grows with the chunks. Rows from another device travel in their
+    own precision and become float64 on ``device`` (a blocking copy_ across
+    devices would convert them on the host and send twice the bytes). A chunk
+    returned is valid until the next call.
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self._buffer = None
+
+    def __call__(self, rows):
+        n_rows, n_features = rows.shape
+        if (
+            self._buffer is None
+            or self._buffer.shape[0] < n_rows
+            or self._buffer.shape[1] != n_features
+        ):
+            self._buffer = torch.empty(
+                (n_rows, n_features), dtype=torch.float64, device=self.device
+            )
+        return self._buffer[:n_rows].copy_(rows.to(self.device))
+
+
 def _with_index(device):
     """``device`` with its index: "cuda" is the current CUDA device."""
     if device.type == "cuda" and device.index is None:

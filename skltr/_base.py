@@ -3,11 +3,11 @@
 :class:`BaseLongTailClassifier` is a template: ``fit`` validates the input,
 encodes the labels and counts the classes, then calls ``_fit`` on the encoded
 labels; the predict-type methods validate their input and turn the scores of
-``_scores`` into predictions, probabilities and decision values, a chunk of
+``_scorer`` into predictions, probabilities and decision values, a chunk of
 rows at a time so that predicting on millions of rows holds only a chunk of
 scores. :class:`BaseLinearClassifier` adds the scores of a linear head on
-optionally standardised features; :class:`BaseTrainedClassifier` adds the
-PyTorch training settings.
+optionally standardised features (:class:`LinearScores`);
+:class:`BaseTrainedClassifier` adds the PyTorch training settings.
 """
 
 from abc import ABCMeta, abstractmethod
@@ -15,7 +15,6 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
@@ -30,9 +29,11 @@ from sklearn.utils.validation import (
 
 from ._backend import (
     AutogradSGD,
+    Float64Rows,
     SoftmaxRegressionSGD,
+    feature_rows,
     feature_scaled_lr,
-    host_rows,
+    float64_device,
     iter_row_chunks,
     resolve_device,
     train_minibatch,
@@ -103,8 +104,8 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
     """Validation, label encoding and the predict API of every classifier.
 
     Subclasses implement ``_fit(X, y)`` on labels encoded as 0 to
-    n_classes - 1, and ``_scores(X)`` returning an (n_samples, n_classes)
-    array of class scores for a chunk of validated rows.
+    n_classes - 1, and ``_scorer(device)``, the function that gives a chunk
+    of validated rows its class scores.
     """
 
     _parameter_constraints: dict = {}
@@ -145,26 +146,40 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         """Fit on validated features and labels encoded as 0 to n_classes - 1."""
 
     @abstractmethod
-    def _scores(self, X):
-        """Class scores of a chunk of validated rows, shape (n, n_classes)."""
+    def _scorer(self, device):
+        """The class scores of a chunk of rows, as a function.
+
+        It takes the rows as a tensor (anywhere, of any float dtype) and
+        returns their (n, n_classes) float64 scores on ``device``, where the
+        fitted parameters it needs are moved once.
+        """
 
     def _probability_logits(self, scores):
         """The logits whose softmax is ``predict_proba``; the scores themselves."""
         return scores
 
     def _iter_scores(self, X):
+        """Float64 class scores of ``X``, a chunk of rows at a time.
+
+        They are computed where the rows are: on the host for an array, on
+        a tensor's own device for a tensor (so features on a GPU are not
+        copied to the host; MPS tensors are scored on the host). Only the
+        results come back.
+        """
+        where = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
+        score = self._scorer(float64_device(where))
         # A chunk holds its rows' features and their scores: size it by the
         # wider of the two, so that many classes do not blow up a chunk.
         width = max(X.shape[1], len(self.classes_))
         for rows in iter_row_chunks(X.shape[0], width):
-            yield np.asarray(self._scores(host_rows(X, rows)), dtype=np.float64)
+            yield score(feature_rows(X, rows))
 
     def decision_function(self, X):
         """Class scores (the logits of the linear classifiers).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
 
         Returns
         -------
@@ -174,7 +189,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         """
         check_is_fitted(self)
         X = validate_features(self, X, reset=False)
-        scores = np.concatenate(list(self._iter_scores(X)))
+        scores = np.concatenate([_host(scores) for scores in self._iter_scores(X)])
         if len(self.classes_) == 2:
             return scores[:, 1] - scores[:, 0]
         return scores
@@ -184,7 +199,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
 
         Returns
         -------
@@ -192,7 +207,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         """
         check_is_fitted(self)
         X = validate_features(self, X, reset=False)
-        best = [scores.argmax(axis=1) for scores in self._iter_scores(X)]
+        best = [_host(scores.argmax(dim=1)) for scores in self._iter_scores(X)]
         return self.classes_[np.concatenate(best)]
 
     def predict_proba(self, X):
@@ -200,7 +215,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
 
         Returns
         -------
@@ -211,7 +226,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         X = validate_features(self, X, reset=False)
         return np.concatenate(
             [
-                softmax(self._probability_logits(scores), axis=1)
+                _host(torch.softmax(self._probability_logits(scores), dim=1))
                 for scores in self._iter_scores(X)
             ]
         )
@@ -221,7 +236,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
 
         Returns
         -------
@@ -231,7 +246,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         X = validate_features(self, X, reset=False)
         return np.concatenate(
             [
-                log_softmax(self._probability_logits(scores), axis=1)
+                _host(torch.log_softmax(self._probability_logits(scores), dim=1))
                 for scores in self._iter_scores(X)
             ]
         )
@@ -249,31 +264,67 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         return tags
 
 
+def _host(tensor):
+    """A tensor of results as a NumPy array on the host."""
+    return tensor.cpu().numpy()
+
+
+class LinearScores:
+    """``((rows - shift) / scale) @ coef.T + intercept`` in float64, on ``device``.
+
+    The scores of the linear classifiers, for their predictions and for
+    tau-norm's sweep. In float64 because a float32 product's rounding depends
+    on how many rows BLAS sees at once, and a row's prediction must not depend
+    on its neighbours.
+
+    Parameters
+    ----------
+    coef : array-like of shape (n_classes, n_features)
+    intercept : array-like of shape (n_classes,) or None
+        None adds no intercept.
+    shift, scale : array-like of shape (n_features,) or None
+        None scores the rows as they are.
+    device : torch.device
+        Where the parameters are held and the scores computed; rows given
+        elsewhere are copied there a chunk at a time.
+    """
+
+    def __init__(self, coef, intercept=None, *, shift=None, scale=None, device):
+        def on_device(values):
+            if values is None:
+                return None
+            return torch.as_tensor(np.asarray(values, dtype=np.float64), device=device)
+
+        self.coef = on_device(coef)
+        self.intercept = on_device(intercept)
+        self.shift, self.scale = on_device(shift), on_device(scale)
+        self._float64_rows = Float64Rows(device)
+
+    def __call__(self, rows):
+        """Scores of a chunk of ``rows`` (a tensor), (n, n_classes) float64."""
+        features = self._float64_rows(rows)
+        if self.shift is not None:
+            features.sub_(self.shift).div_(self.scale)
+        scores = features @ self.coef.T
+        if self.intercept is not None:
+            scores += self.intercept
+        return scores
+
+
 class BaseLinearClassifier(BaseLongTailClassifier):
     """Scores ``((x - feature_mean_) / feature_scale_) @ coef_.T + intercept_``.
 
     The mean and scale are None when the features are used as they are.
     """
 
-    def _preprocess(self, X):
-        """Rows as the linear head sees them, standardised if fitted so.
-
-        Always a new float64 array (standardised in place, so a chunk of rows
-        costs one temporary of its size); the caller's rows are never
-        modified. In float64 because a float32 product's rounding depends on
-        how many rows BLAS sees at once, and a row's prediction must not
-        depend on its neighbours.
-        """
-        X = np.array(X, dtype=np.float64)
-        if self.feature_mean_ is not None:
-            X -= self.feature_mean_
-            X /= self.feature_scale_
-        return X
-
-    def _scores(self, X):
-        scores = self._preprocess(X) @ self.coef_.T.astype(np.float64)
-        scores += self.intercept_
-        return scores
+    def _scorer(self, device):
+        return LinearScores(
+            self.coef_,
+            self.intercept_,
+            shift=self.feature_mean_,
+            scale=self.feature_scale_,
+            device=device,
+        )
 
 
 def standardisation(data):

@@ -15,7 +15,7 @@ import torch
 from scipy.optimize import minimize_scalar
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backend import DeviceFeatures, iter_row_chunks
+from ._backend import DeviceFeatures, Float64Rows, iter_row_chunks
 from ._base import BaseLongTailClassifier
 from ._docstrings import fill_doc
 
@@ -144,7 +144,10 @@ class NCMClassifier(BaseLongTailClassifier):
 
     def _normalised(self, rows, mean, dtype):
         """A new ``dtype`` tensor of the rows, on their device, normalised."""
-        rows = rows.to(dtype, copy=True)
+        return self._normalise_(rows.to(dtype, copy=True), mean)
+
+    def _normalise_(self, rows, mean):
+        """Normalise ``rows``, a copy of the caller's, in place."""
         if self.normalization == "none":
             return rows
         if mean is not None:
@@ -153,13 +156,12 @@ class NCMClassifier(BaseLongTailClassifier):
         # A row equal to the mean has no direction; it stays at the origin.
         return rows.div_(torch.where(norms > 0, norms, 1.0))
 
-    def _class_scores(self, rows, centroids, mean):
-        """Scores of ``rows`` against ``centroids``, float64, on their device.
+    def _class_scores(self, Z, centroids):
+        """Scores of normalised float64 rows ``Z`` against ``centroids``.
 
         In float64, so that a row's score does not depend on how many rows a
         float32 product sees at once.
         """
-        Z = self._normalised(rows, mean, torch.float64)
         similarity = Z @ centroids.T
         if self.metric == "dot":
             return similarity
@@ -174,13 +176,17 @@ class NCMClassifier(BaseLongTailClassifier):
         )
         return -squared_distance.clamp_(min=0.0)
 
-    def _scores(self, X):
+    def _scorer(self, device):
+        centroids = torch.as_tensor(self.centroids_, device=device)
         mean = (
-            None if self.feature_mean_ is None else torch.from_numpy(self.feature_mean_)
+            None
+            if self.feature_mean_ is None
+            else torch.as_tensor(self.feature_mean_, device=device)
         )
-        return self._class_scores(
-            torch.from_numpy(np.asarray(X)), torch.from_numpy(self.centroids_), mean
-        ).numpy()
+        float64_rows = Float64Rows(device)
+        return lambda rows: self._class_scores(
+            self._normalise_(float64_rows(rows), mean), centroids
+        )
 
     def _probability_logits(self, scores):
         return scores / self.temperature_
@@ -200,7 +206,10 @@ class NCMClassifier(BaseLongTailClassifier):
         rows = np.unique(np.linspace(0, len(y) - 1, n_rows).astype(int))
         scores = torch.cat(
             [
-                self._class_scores(data.raw_rows(rows[chunk]), centroids, mean)
+                self._class_scores(
+                    self._normalised(data.raw_rows(rows[chunk]), mean, torch.float64),
+                    centroids,
+                )
                 for chunk in iter_row_chunks(
                     len(rows), max(data.n_features, len(self.classes_))
                 )

@@ -23,6 +23,7 @@ from skltr import (
     TauNormClassifier,
 )
 from skltr._lort import retargeted_labels
+from skltr._tau_norm import DEFAULT_TAU_GRID, correct_by_tau
 from skltr.datasets import make_long_tailed_features
 
 CPU = {"device": "cpu", "random_state": 0}
@@ -85,6 +86,17 @@ def test_tau_auto_picks_the_best_mean_per_class_training_accuracy(small_problem)
     ]
     np.testing.assert_allclose(clf.tau_scores_, by_hand)
     assert clf.tau_ == grid[int(np.argmax(by_hand))]
+
+
+def test_tau_is_chosen_on_the_host_where_the_device_has_no_float64(small_problem):
+    # Apple's MPS has no float64, so the sweep runs on the host there (a
+    # torch.device("mps") can be named, though not used, on any machine).
+    X, y = small_problem
+    joint = JointClassifier(**CPU).fit(X, y)
+    sweep = (X, y, joint.coef_, DEFAULT_TAU_GRID, len(joint.classes_))
+    np.testing.assert_array_equal(
+        correct_by_tau(*sweep, device=torch.device("mps")), correct_by_tau(*sweep)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -492,11 +504,12 @@ def test_float16_and_float64_features_are_accepted(small_problem):
         assert clf.predict(X.astype(dtype)).shape == y.shape
 
 
-def test_predict_streams_large_inputs_in_chunks(small_problem, monkeypatch):
+@pytest.mark.parametrize("clf", ALL_CLASSIFIERS, ids=_ids)
+def test_predict_streams_large_inputs_in_chunks(small_problem, clf, monkeypatch):
     import skltr._base
 
     X, y = small_problem
-    clf = CRTClassifier(**CPU).fit(X, y)
+    clf = clone(clf).fit(X, y)
     expected = clf.predict_proba(X)
     chunks = []
     original = skltr._base.iter_row_chunks

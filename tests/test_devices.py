@@ -122,6 +122,27 @@ def test_features_already_on_the_gpu_train_like_arrays(long_tailed, clf):
     assert np.mean(on_cpu.predict(X_test) == from_array.predict(X_test)) >= 0.99
 
 
+@pytest.mark.parametrize(
+    "clf", [CRTClassifier(random_state=0), NCMClassifier()], ids=_ids
+)
+def test_features_on_the_gpu_are_scored_there(long_tailed, clf):
+    # Predicting from a tensor on the GPU scores it there, in float64, and
+    # brings back only the results: the rows are not copied to the host.
+    X, y, X_test, _ = long_tailed
+    fitted = _fit_on("cpu", clf, X, y)
+    on_gpu = torch.from_numpy(X_test).to(GPU)
+    scores = next(fitted._iter_scores(on_gpu))
+    assert scores.device.type == torch.device(GPU).type
+    assert scores.dtype == torch.float64
+    np.testing.assert_allclose(
+        fitted.predict_proba(on_gpu),
+        fitted.predict_proba(X_test),
+        rtol=1e-10,
+        atol=1e-14,
+    )
+    np.testing.assert_array_equal(fitted.predict(on_gpu), fitted.predict(X_test))
+
+
 def test_float32_features_on_the_gpu_are_used_in_place(long_tailed):
     X, y, _, _ = long_tailed
     on_gpu = torch.from_numpy(X).to(GPU)
