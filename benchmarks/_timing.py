@@ -25,13 +25,18 @@ def timed(function, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
+def timed_calls(function, *args, repeats=1, settle=0.0):
+    """Median seconds of ``repeats`` calls, each after ``settle`` seconds idle."""
+    seconds = []
+    for _ in range(repeats):
+        time.sleep(settle)
+        seconds.append(timed(function, *args)[1])
+    return float(np.median(seconds))
+
+
 def timed_fit(estimator, X, y, repeats=1, settle=0.0):
     """Median seconds of ``repeats`` fits, each after ``settle`` seconds idle.
 
     ``estimator`` is left fitted.
     """
-    seconds = []
-    for _ in range(repeats):
-        time.sleep(settle)
-        seconds.append(timed(estimator.fit, X, y)[1])
-    return float(np.median(seconds))
+    return timed_calls(estimator.fit, X, y, repeats=repeats, settle=settle)

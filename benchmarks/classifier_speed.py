@@ -6,7 +6,9 @@ peer a user would reach for, ``make_pipeline(StandardScaler(),
 LogisticRegression(class_weight="balanced"))`` (plain ``LogisticRegression``
 for the Joint row, which ignores the imbalance too), in the same run; balanced
 accuracy on a balanced test set is reported beside each, and cRT is timed
-again from a tensor already on the device (no host validation, no copy). The
+again from a tensor already on the device (no host validation, no copy).
+``predict_proba`` on the test rows is timed for the balanced peer and for
+cRT, from an array and from a tensor on the device (scored there). The
 machine's limit is the float32 matrix-product rate measured with torch for the
 shapes of one training step; cRT's time per epoch (from fits of two lengths, 2
 and 12 epochs unless ``--epoch-fits`` says otherwise, so that fixed costs
@@ -57,7 +59,7 @@ from skltr.datasets import make_long_tailed_features
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import _load_features  # noqa: E402
 from _rows import logistic_regression_peer  # noqa: E402
-from _timing import timed_fit  # noqa: E402
+from _timing import timed_calls, timed_fit  # noqa: E402
 
 SIZES = {
     "cifar100": (10_847, 512, 100),
@@ -124,6 +126,32 @@ def _time_peer(X, y, budget, seed, class_weight, repeats, settle):
         f"({per_iteration:.1f} s each)"
     )
     return estimate, model, how
+
+
+def print_predict_times(estimator, peer, X_test, device, repeats, settle):
+    """Times ``predict_proba`` on the test rows: the peer, then ``estimator``.
+
+    ``estimator`` scores an array on the host and a tensor on its device.
+    """
+    peer_seconds = (
+        float("nan")
+        if peer is None
+        else timed_calls(peer.predict_proba, X_test, repeats=repeats, settle=settle)
+    )
+    on_device = torch.from_numpy(X_test).to(device)
+    rows = {
+        "peer: scaler + LogisticRegression(balanced)": peer_seconds,
+        f"{type(estimator).__name__}, X_test an array": timed_calls(
+            estimator.predict_proba, X_test, repeats=repeats, settle=settle
+        ),
+        f"{type(estimator).__name__}, X_test a tensor on {device}": timed_calls(
+            estimator.predict_proba, on_device, repeats=repeats, settle=settle
+        ),
+    }
+    print(f"\n| predict_proba, {len(X_test)} test rows | seconds | peer / this |")
+    print("|---|---:|---:|")
+    for name, seconds in rows.items():
+        print(f"| {name} | {seconds:.4f} | {peer_seconds / seconds:.1f} |")
 
 
 def main(argv=None):
@@ -209,13 +237,13 @@ def main(argv=None):
     peers = {}
     for class_weight in ("balanced", None):
         if args.no_peer:
-            peers[class_weight] = (float("nan"), float("nan"), "not run")
+            peers[class_weight] = (float("nan"), float("nan"), "not run", None)
             continue
         seconds, model, how = time_peer(
             X, y, args.peer_budget, args.seed, class_weight, args.repeats, args.settle
         )
         accuracy = balanced_accuracy_score(y_test, model.predict(X_test))
-        peers[class_weight] = (seconds, accuracy, how)
+        peers[class_weight] = (seconds, accuracy, how, model)
     trained = {"device": str(device), "random_state": args.seed}
     rows = {
         "JointClassifier": JointClassifier(**trained),
@@ -228,7 +256,7 @@ def main(argv=None):
     print("| classifier | fit (s) | peer fit / fit | balanced acc. |")
     print("|---|---:|---:|---:|")
     for class_weight, label in (("balanced", "balanced"), (None, "plain")):
-        seconds, accuracy, _ = peers[class_weight]
+        seconds, accuracy, _, _ = peers[class_weight]
         print(
             f"| peer: scaler + LogisticRegression({label}) | {seconds:.2f} "
             f"| 1.0 | {100 * accuracy:.1f} |"
@@ -259,6 +287,9 @@ def main(argv=None):
             f"| CRTClassifier (defaults), X a tensor already on {device} "
             f"| {seconds:.2f} | {peers['balanced'][0] / seconds:.1f} "
             f"| {100 * accuracy:.1f} |"
+        )
+        print_predict_times(
+            estimator, peers["balanced"][3], X_test, device, args.repeats, args.settle
         )
     print(
         "\nThe Joint row is timed against the plain peer, the others against the "

@@ -180,6 +180,8 @@ def test_classifier_speed_reports_every_classifier_against_the_peer():
     for name in ("Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT"):
         assert f"| {name}Classifier (defaults) |" in out
     assert "| CRTClassifier (defaults), X a tensor already on cpu |" in out
+    assert "| predict_proba, " in out
+    assert "| CRTClassifier, X_test a tensor on cpu |" in out
     assert "Peer times: balanced measured, plain measured." in out
     assert "median of 2 fit(s), each after 0 s idle" in out
     assert "GFLOP/s" in out and "cRT epoch:" in out
