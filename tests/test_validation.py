@@ -14,6 +14,7 @@ from skltr import (
     TauNormClassifier,
 )
 from skltr._backend import resolve_device
+from skltr._base import validate_features
 
 CLASSIFIERS = [
     JointClassifier(device="cpu", epochs=2),
@@ -95,6 +96,17 @@ def test_three_dimensional_input(data, clf):
 def test_unusable_tensors(X, message):
     with pytest.raises(ValueError, match=message):
         CRTClassifier(device="cpu").fit(X, np.arange(len(X)) % 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_finite_tensors_whose_sum_overflows_are_accepted(dtype):
+    # A tensor's finiteness is decided by its sum unless the sum overflows.
+    X = torch.full((4, 3), torch.finfo(dtype).max, dtype=dtype)
+    assert torch.equal(validate_features(CRTClassifier(), X, reset=True), X)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        X[1, 2] = bad
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            validate_features(CRTClassifier(), X, reset=True)
 
 
 @pytest.mark.parametrize(
