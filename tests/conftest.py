@@ -43,3 +43,26 @@ def small_problem():
     y = np.repeat(np.arange(4), [120, 60, 25, 10])
     X = rng.normal(size=(len(y), 6)) + 2.5 * np.eye(4, 6)[y]
     return X.astype(np.float32), y
+
+
+@pytest.fixture
+def chunks_of(monkeypatch):
+    """``chunks_of(n_rows, module)`` makes ``module``'s passes over features
+    (its ``iter_row_chunks``) take ``n_rows`` rows at a time, until the test
+    ends (or ``patch``, a ``monkeypatch.context()``, does). It returns the
+    list of the row counts of the passes made."""
+    import skltr._backend
+
+    original = skltr._backend.iter_row_chunks
+
+    def use(n_rows, module, patch=monkeypatch):
+        passes = []
+
+        def small_chunks(rows, cols):
+            passes.append(rows)
+            return original(rows, cols, bytes_per_chunk=8 * cols * n_rows)
+
+        patch.setattr(module, "iter_row_chunks", small_chunks)
+        return passes
+
+    return use

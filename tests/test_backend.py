@@ -17,16 +17,6 @@ from skltr.datasets import make_long_tailed_features
 CPU = torch.device("cpu")
 
 
-def _use_chunks_of(n_rows, monkeypatch):
-    """Make the backend's passes over features take ``n_rows`` rows at a time."""
-    original = skltr._backend.iter_row_chunks
-    monkeypatch.setattr(
-        skltr._backend,
-        "iter_row_chunks",
-        lambda rows, cols: original(rows, cols, bytes_per_chunk=8 * cols * n_rows),
-    )
-
-
 def _problem(n=300, d=7, c=5, seed=0):
     rng = np.random.default_rng(seed)
     y = rng.integers(c, size=n)
@@ -96,7 +86,7 @@ def test_top_eigenvalue_subset_has_enough_rows_per_feature():
     assert too_few > 2.5
 
 
-def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded(monkeypatch):
+def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded(monkeypatch, chunks_of):
     # Isotropic noise in 256-d: the largest eigenvalues lie close together,
     # where power iteration stalls short of the top.
     rng = np.random.default_rng(0)
@@ -106,7 +96,7 @@ def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded(monkeypatch):
     assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
     # E[x x^T] is summed a chunk of rows at a time: small chunks, same value.
     with monkeypatch.context() as patch:
-        _use_chunks_of(70, patch)
+        chunks_of(70, skltr._backend, patch)
         assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
     # Rows spanning fewer directions than the features end the iteration early.
     low_rank = X[:, :3] @ rng.normal(size=(3, 256)).astype(np.float32)
@@ -118,14 +108,14 @@ def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded(monkeypatch):
     ) == pytest.approx(0.0)
 
 
-def test_moments_merge_chunks_exactly_enough(monkeypatch, tmp_path):
+def test_moments_merge_chunks_exactly_enough(chunks_of, tmp_path):
     # Far from zero and narrow, in chunks of unequal size, resident and
     # memory-mapped: the merged float64 moments match NumPy's on all rows.
     rng = np.random.default_rng(0)
     X = (1000.0 + 0.1 * rng.normal(size=(1030, 6))).astype(np.float32)
     expected_mean = X.mean(axis=0, dtype=np.float64)
     expected_var = X.astype(np.float64).var(axis=0)
-    _use_chunks_of(100, monkeypatch)
+    chunks_of(100, skltr._backend)
     mapped = np.lib.format.open_memmap(
         tmp_path / "X.npy", mode="w+", dtype=X.dtype, shape=X.shape
     )

@@ -466,7 +466,7 @@ def test_memory_mapped_features_train_like_in_memory_ones(small_problem, tmp_pat
 
 
 def test_ncm_means_are_the_same_resident_streamed_and_in_any_precision(
-    small_problem, tmp_path, monkeypatch
+    small_problem, tmp_path, chunks_of
 ):
     import skltr._backend
 
@@ -476,12 +476,7 @@ def test_ncm_means_are_the_same_resident_streamed_and_in_any_precision(
     # Streamed from a memory map, a few rows at a time: the class sums of
     # every chunk add up to the same means.
     np.save(tmp_path / "X.npy", X)
-    original = skltr._backend.iter_row_chunks
-    monkeypatch.setattr(
-        skltr._backend,
-        "iter_row_chunks",
-        lambda n_rows, n_cols: original(n_rows, n_cols, bytes_per_chunk=8 * n_cols * 7),
-    )
+    chunks_of(7, skltr._backend)
     streamed = NCMClassifier(device="cpu").fit(
         np.load(tmp_path / "X.npy", mmap_mode="r"), y
     )
@@ -505,22 +500,15 @@ def test_float16_and_float64_features_are_accepted(small_problem):
 
 
 @pytest.mark.parametrize("clf", ALL_CLASSIFIERS, ids=_ids)
-def test_predict_streams_large_inputs_in_chunks(small_problem, clf, monkeypatch):
+def test_predict_streams_large_inputs_in_chunks(small_problem, clf, chunks_of):
     import skltr._base
 
     X, y = small_problem
     clf = clone(clf).fit(X, y)
     expected = clf.predict_proba(X)
-    chunks = []
-    original = skltr._base.iter_row_chunks
-
-    def small_chunks(n_rows, n_cols):
-        chunks.append(n_rows)
-        return original(n_rows, n_cols, bytes_per_chunk=8 * n_cols * 50)
-
-    monkeypatch.setattr(skltr._base, "iter_row_chunks", small_chunks)
+    passes = chunks_of(50, skltr._base)
     np.testing.assert_array_equal(clf.predict_proba(X), expected)
-    assert chunks
+    assert passes == [len(X)]
 
 
 def test_batch_sizes_larger_than_the_data_work(small_problem):
