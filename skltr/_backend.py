@@ -399,6 +399,16 @@ def float64_device(device):
     return torch.device("cpu") if device.type == "mps" else device
 
 
+def scoring_device(X):
+    """Where rows of features ``X`` are scored in float64: where they are.
+
+    That is a tensor's own device (so features on a GPU are not copied to
+    the host) and the host for arrays; and the host for MPS tensors.
+    """
+    where = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
+    return float64_device(where)
+
+
 class Float64Rows:
     """Chunks of rows copied to float64 on ``device``, into one reused buffer.
 

@@ -33,9 +33,9 @@ from ._backend import (
     SoftmaxRegressionSGD,
     feature_rows,
     feature_scaled_lr,
-    float64_device,
     iter_row_chunks,
     resolve_device,
+    scoring_device,
     train_minibatch,
 )
 from ._sampling import make_sampler
@@ -173,13 +173,10 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
     def _iter_scores(self, X):
         """Float64 class scores of ``X``, a chunk of rows at a time.
 
-        They are computed where the rows are: on the host for an array, on
-        a tensor's own device for a tensor (so features on a GPU are not
-        copied to the host; MPS tensors are scored on the host). Only the
-        results come back.
+        They are computed where the rows are (:func:`scoring_device`); only
+        the results come back.
         """
-        where = X.device if isinstance(X, torch.Tensor) else torch.device("cpu")
-        score = self._scorer(float64_device(where))
+        score = self._scorer(scoring_device(X))
         # A chunk holds its rows' features and their scores: size it by the
         # wider of the two, so that many classes do not blow up a chunk.
         width = max(X.shape[1], len(self.classes_))

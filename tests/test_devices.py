@@ -143,6 +143,17 @@ def test_features_on_the_gpu_are_scored_there(long_tailed, clf):
     np.testing.assert_array_equal(fitted.predict(on_gpu), fitted.predict(X_test))
 
 
+def test_tau_sweep_of_features_on_the_gpu_runs_there(long_tailed):
+    from skltr.metrics import tau_sweep
+
+    X, y, X_test, y_test = long_tailed
+    joint = _fit_on("cpu", JointClassifier(random_state=0), X, y)
+    on_gpu = tau_sweep(joint, torch.from_numpy(X_test).to(GPU), y_test)
+    on_host = tau_sweep(joint, X_test, y_test)
+    for split in ("many", "medium", "few", "all"):
+        np.testing.assert_array_equal(on_gpu[split], on_host[split])
+
+
 def test_float32_features_on_the_gpu_are_used_in_place(long_tailed):
     X, y, _, _ = long_tailed
     on_gpu = torch.from_numpy(X).to(GPU)

@@ -2,6 +2,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import make_pipeline
@@ -324,6 +325,17 @@ def test_tau_sweep_equals_a_tau_norm_classifier_at_each_tau(long_tailed):
     tau_norm = TauNormClassifier(joint=joint).fit(X, y)
     again = tau_sweep(tau_norm, X_test, y_test, taus=taus, many=200, few=30)
     np.testing.assert_allclose(again["all"], sweep["all"])
+    # Features and labels as tensors are swept where they are, alike.
+    from_tensors = tau_sweep(
+        joint,
+        torch.from_numpy(X_test),
+        torch.from_numpy(y_test),
+        taus=taus,
+        many=200,
+        few=30,
+    )
+    for split in ("many", "medium", "few", "all"):
+        np.testing.assert_array_equal(from_tensors[split], sweep[split])
 
 
 def test_tau_sweep_of_a_scikit_learn_pipeline_with_given_counts(long_tailed):

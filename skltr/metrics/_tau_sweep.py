@@ -4,9 +4,10 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, validate_params
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from .._base import BaseLinearClassifier
+from .._backend import scoring_device
+from .._base import BaseLinearClassifier, validate_features
 from .._docstrings import fill_doc
 from .._tau_norm import DEFAULT_TAU_GRID, correct_by_tau
 from ._scorer import final_estimator, training_counts
@@ -43,9 +44,10 @@ def tau_sweep(estimator, X, y, *, taus=None, class_counts=None, many=100, few=20
         :class:`~skltr.LORTClassifier`), or a multiclass linear model with
         ``coef_`` such as scikit-learn's ``LogisticRegression``; or a
         Pipeline ending in one.
-    X : array-like of shape (n_samples, n_features)
-        Evaluation features (or the Pipeline's input).
-    y : array-like of shape (n_samples,)
+    X : array-like or torch.Tensor of shape (n_samples, n_features)
+        Evaluation features (or the Pipeline's input). A tensor is swept
+        where it is, on a GPU too.
+    y : array-like or torch.Tensor of shape (n_samples,)
         Their labels, all among the estimator's ``classes_``.
     taus : array-like of float, default=None
         None is 0.0, 0.1, ..., 2.0 (the paper's sweep).
@@ -89,7 +91,7 @@ def tau_sweep(estimator, X, y, *, taus=None, class_counts=None, many=100, few=20
             f"(coef_ of shape (n_classes, n_features)); {type(final).__name__} "
             "has none."
         )
-    X = validate_data(final, X, reset=False, dtype=(np.float64, np.float32))
+    X, y = validate_features(final, X, y, reset=False)
     # skltr's linear classifiers score standardised rows; others the rows as given.
     shift, scale = (
         (final.feature_mean_, final.feature_scale_)
@@ -102,7 +104,14 @@ def tau_sweep(estimator, X, y, *, taus=None, class_counts=None, many=100, few=20
     encoded = np.searchsorted(labels, y)
     taus = DEFAULT_TAU_GRID if taus is None else column_or_1d(taus).astype(float)
     correct = correct_by_tau(
-        X, encoded, coef, taus, len(labels), shift=shift, scale=scale
+        X,
+        encoded,
+        coef,
+        taus,
+        len(labels),
+        shift=shift,
+        scale=scale,
+        device=scoring_device(X),
     )
     support = np.bincount(encoded, minlength=len(labels))
     with np.errstate(invalid="ignore", divide="ignore"):
