@@ -417,10 +417,10 @@ class Float64Rows:
     standardising 20,000 x 2,048 float32 rows took 0.10 s into a fresh
     tensor, nearly all of it page faults, and 0.02 s into a reused one
     (NumPy: 0.06 s); so the buffer is allocated once and grows with the
-    chunks. Rows from another device travel in their
-    own precision and become float64 on ``device`` (a blocking copy_ across
-    devices would convert them on the host and send twice the bytes). A chunk
-    returned is valid until the next call.
+    chunks. Rows from another device travel in their own precision and
+    become float64 on ``device`` (a blocking copy_ across devices would
+    convert them on the host and send twice the bytes). A chunk returned is
+    valid until the next call.
     """
 
     def __init__(self, device):
