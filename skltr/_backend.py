@@ -505,7 +505,67 @@ class AutogradSGD:
         return loss.detach()
 
 
-class SoftmaxRegressionSGD:
+class ClosedFormSGD:
+    """A training step whose gradient is written out, capturable in a CUDA graph.
+
+    Subclasses are SGD with momentum (the heavy ball of
+    :class:`torch.optim.SGD`) on a cross-entropy, from its gradient in closed
+    form: about half the kernel launches of autograd and the optimizer, and
+    all of them capturable (:class:`CapturedStep`). They implement
+    ``set_lr_factor(lr_factor)`` and ``update(features, labels)``, which
+    returns the batch loss, and hold their step sizes, negated, in
+    ``_steps``: a float32 tensor on the device, which a captured graph reads.
+    """
+
+    capturable = True
+    label_smoothing = 0.0
+
+    def __call__(self, features, labels, lr_factor):
+        self.set_lr_factor(lr_factor)
+        return self.update(features, labels)
+
+    def cross_entropy_gradient(self, logits, labels):
+        """The batch's mean cross-entropy, and its gradient in ``logits`` times n.
+
+        The gradient is the softmax minus the (smoothed) targets.
+        """
+        n, n_classes, smoothing = len(labels), logits.shape[1], self.label_smoothing
+        log_p = torch.log_softmax(logits, 1)
+        loss = -(1.0 - smoothing) * log_p.gather(1, labels[:, None]).mean()
+        if smoothing:
+            loss -= smoothing / n_classes * log_p.sum(dim=1).mean()
+        grad = log_p.exp_()
+        if smoothing:
+            grad -= smoothing / n_classes
+        grad.scatter_add_(1, labels[:, None], self.true_class_term(n, grad))
+        return loss, grad
+
+    def true_class_term(self, n, like):
+        """-(1 - smoothing) for each of ``n`` rows' true class; kept between steps.
+
+        Added to the softmax at each row's true class, it gives the gradient
+        of the cross-entropy in the logits (times the batch size).
+        """
+        if self._true_class_step is None or len(self._true_class_step) < n:
+            self._true_class_step = torch.full(
+                (n, 1),
+                -(1.0 - self.label_smoothing),
+                dtype=like.dtype,
+                device=like.device,
+            )
+        return self._true_class_step[:n]
+
+    def prepare_capture(self, batch_size):
+        """Allocate before a capture what :meth:`update` would allocate in it.
+
+        Returns what the graph reads, for the caller to hold: a larger batch
+        later makes the step allocate anew, and the graph keeps reading the
+        old addresses.
+        """
+        return self.true_class_term(batch_size, self._steps)
+
+
+class SoftmaxRegressionSGD(ClosedFormSGD):
     """SGD with momentum on a linear layer's cross-entropy, gradient in closed form.
 
     The updates of :class:`AutogradSGD` on
@@ -525,8 +585,6 @@ class SoftmaxRegressionSGD:
         Weight of the uniform distribution in the targets.
     """
 
-    capturable = True
-
     def __init__(
         self, layer, *, lr_weight, lr_bias, momentum, weight_decay, label_smoothing=0.0
     ):
@@ -540,10 +598,6 @@ class SoftmaxRegressionSGD:
         self._steps = torch.zeros(2, device=self.weight.device)
         self._true_class_step = None
 
-    def __call__(self, features, labels, lr_factor):
-        self.set_lr_factor(lr_factor)
-        return self.update(features, labels)
-
     def set_lr_factor(self, lr_factor):
         # fill_ passes the value with the kernel launch; a copy from host memory
         # would wait for the device at every step.
@@ -553,16 +607,9 @@ class SoftmaxRegressionSGD:
     @torch.no_grad()
     def update(self, features, labels):
         """One step at the current step sizes; returns the batch loss."""
-        n, smoothing = len(labels), self.label_smoothing
-        log_p = torch.log_softmax(torch.addmm(self.bias, features, self.weight.T), 1)
-        n_classes = log_p.shape[1]
-        loss = -(1.0 - smoothing) * log_p.gather(1, labels[:, None]).mean()
-        if smoothing:
-            loss -= smoothing / n_classes * log_p.sum(dim=1).mean()
-        grad = log_p.exp_()
-        if smoothing:
-            grad -= smoothing / n_classes
-        grad.scatter_add_(1, labels[:, None], self.true_class_term(n, grad))
+        n = len(labels)
+        logits = torch.addmm(self.bias, features, self.weight.T)
+        loss, grad = self.cross_entropy_gradient(logits, labels)
         grad_weight = torch.addmm(
             self.weight, grad.T, features, beta=self.weight_decay, alpha=1.0 / n
         )
@@ -575,16 +622,51 @@ class SoftmaxRegressionSGD:
             param.addcmul_(velocity, step)
         return loss
 
-    def true_class_term(self, n, like):
-        """-(1 - smoothing) for each of ``n`` rows' true class; kept between steps."""
-        if self._true_class_step is None or len(self._true_class_step) < n:
-            self._true_class_step = torch.full(
-                (n, 1),
-                -(1.0 - self.label_smoothing),
-                dtype=like.dtype,
-                device=like.device,
-            )
-        return self._true_class_step[:n]
+
+class ClassScaleSGD(ClosedFormSGD):
+    """SGD with momentum on one scale per class of fixed logits (LWS).
+
+    The updates of :class:`AutogradSGD` on
+    ``cross_entropy(scales * (features @ coef.T + intercept), labels)``, with
+    weight decay on the scales, from the gradient in closed form: the mean
+    over the batch of ``(softmax - targets) * joint logits``.
+
+    Parameters
+    ----------
+    scales : torch.Tensor of shape (n_classes,)
+        Updated in place.
+    coef : torch.Tensor of shape (n_classes, n_features)
+    intercept : torch.Tensor of shape (n_classes,)
+        The fixed joint classifier.
+    lr, momentum, weight_decay : float
+    """
+
+    def __init__(self, scales, coef, intercept, *, lr, momentum, weight_decay):
+        self.scales, self.coef, self.intercept = scales, coef, intercept
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.velocity = torch.zeros_like(scales)
+        # Minus the step size, as a tensor so that a captured graph reads it.
+        self._steps = torch.zeros((), device=scales.device)
+        self._true_class_step = None
+
+    def set_lr_factor(self, lr_factor):
+        self._steps.fill_(-self.lr * lr_factor)
+
+    @torch.no_grad()
+    def update(self, features, labels):
+        """One step at the current step size; returns the batch loss."""
+        n = len(labels)
+        joint_logits = torch.addmm(self.intercept, features, self.coef.T)
+        loss, grad = self.cross_entropy_gradient(joint_logits * self.scales, labels)
+        grad_scales = (
+            grad.mul_(joint_logits)
+            .sum(dim=0)
+            .div_(n)
+            .add_(self.scales, alpha=self.weight_decay)
+        )
+        self.velocity.mul_(self.momentum).add_(grad_scales)
+        self.scales.addcmul_(self.velocity, self._steps)
+        return loss
 
 
 class CapturedStep:
@@ -597,7 +679,7 @@ class CapturedStep:
 
     Parameters
     ----------
-    step : SoftmaxRegressionSGD
+    step : ClosedFormSGD
     data : DeviceFeatures
         Resident on a CUDA device.
     batch_size : int
@@ -631,9 +713,7 @@ class CapturedStep:
 
     def _capture(self, indices):
         self._indices = indices.clone()
-        # The graph reads these addresses at every replay: hold the tensor even
-        # if a larger batch later made the step allocate anew.
-        self._true_class = self.step.true_class_term(self.batch_size, self.step.weight)
+        self._held = self.step.prepare_capture(self.batch_size)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
@@ -671,7 +751,7 @@ def train_minibatch(
     step : callable
         ``step(features, labels, lr_factor)`` updates the parameters with
         their learning rates times ``lr_factor`` and returns the batch loss
-        (:class:`AutogradSGD`, :class:`SoftmaxRegressionSGD`). A step marked
+        (:class:`AutogradSGD`, or a :class:`ClosedFormSGD`). A step marked
         ``capturable`` on features resident on a CUDA device runs through
         :class:`CapturedStep`.
     data : DeviceFeatures

@@ -11,7 +11,7 @@ from numbers import Real
 import numpy as np
 import torch
 
-from ._backend import feature_scaled_lr
+from ._backend import ClassScaleSGD, feature_scaled_lr
 from ._base import to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
@@ -124,22 +124,20 @@ default="class"
         device, rng = self._start_training()
         data = self._device_features(X, y, device)
         coef, intercept = self._joint_tensors(device)
-        scales = torch.ones(len(self.classes_), device=device, requires_grad=True)
+        scales = torch.ones(len(self.classes_), device=device)
         with torch.no_grad():
             squared_logit = sum(
                 float(torch.square(features @ coef.T + intercept).mean(dim=1).sum())
                 for features, _ in data.iter_all()
             ) / len(y)
-
-        def loss(features, labels):
-            return torch.nn.functional.cross_entropy(
-                scales * (features @ coef.T + intercept), labels
-            )
-
         self._train(
-            self._autograd_step(
-                [{"params": [scales], "lr": feature_scaled_lr(self.lr, squared_logit)}],
-                loss,
+            ClassScaleSGD(
+                scales,
+                coef,
+                intercept,
+                lr=feature_scaled_lr(self.lr, squared_logit),
+                momentum=self.momentum,
+                weight_decay=self.weight_decay,
             ),
             data,
             make_sampler(sampling, y, len(self.classes_), epochs=self.epochs, rng=rng),

@@ -9,6 +9,7 @@ from skltr import JointClassifier
 from skltr._backend import (
     AutogradSGD,
     CapturedStep,
+    ClassScaleSGD,
     DeviceFeatures,
     SoftmaxRegressionSGD,
 )
@@ -53,6 +54,31 @@ def test_closed_form_step_takes_the_steps_of_autograd_sgd(smoothing):
         torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(closed.weight, reference.weight)
     torch.testing.assert_close(closed.bias, reference.bias)
+
+
+def test_class_scale_step_takes_the_steps_of_autograd_sgd():
+    # LWS: one scale per class on the fixed logits of a joint classifier.
+    X, y = _problem()
+    features, labels = torch.from_numpy(X), torch.from_numpy(y)
+    torch.manual_seed(0)
+    coef, intercept = torch.randn(5, X.shape[1]), torch.randn(5)
+    reference = torch.ones(5, requires_grad=True)
+    scales = torch.ones(5)
+    settings = dict(momentum=0.9, weight_decay=0.01)
+    autograd = AutogradSGD(
+        [{"params": [reference], "lr": 0.05}],
+        lambda x, t: torch.nn.functional.cross_entropy(
+            reference * (x @ coef.T + intercept), t
+        ),
+        **settings,
+    )
+    step = ClassScaleSGD(scales, coef, intercept, lr=0.05, **settings)
+    for k, rows in enumerate([slice(0, 64), slice(64, 128), slice(128, 150)] * 3):
+        factor = 1.0 - k / 10
+        expected = autograd(features[rows], labels[rows], factor)
+        torch.testing.assert_close(step(features[rows], labels[rows], factor), expected)
+    assert not torch.equal(scales, torch.ones(5))
+    torch.testing.assert_close(scales, reference.detach())
 
 
 def test_top_eigenvalue_is_that_of_the_second_moment():
@@ -175,6 +201,18 @@ def test_the_joint_classifier_converges_within_its_default_epochs():
     assert objective(default) <= 1.05 * objective(longer)
 
 
+def _assert_captured_steps_match_eager(step, eager_twin, data):
+    """Three epochs of ``step`` captured in a CUDA graph and of its twin run eagerly."""
+    captured = CapturedStep(step, data, 256)
+    rng = np.random.default_rng(0)
+    for epoch in range(3):  # each epoch ends with a partial batch: eager
+        for indices in data.epoch_index_batches(rng.permutation(data.n_samples), 256):
+            factor = 1.0 / (epoch + 1)
+            loss = captured(indices, factor)
+            torch.testing.assert_close(loss, eager_twin(*data.gather(indices), factor))
+    assert captured.graph is not None
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("smoothing", [0.0, 0.5])
 def test_captured_cuda_graph_takes_the_eager_steps(smoothing):
@@ -197,13 +235,22 @@ def test_captured_cuda_graph_takes_the_eager_steps(smoothing):
                 label_smoothing=smoothing,
             )
         )
-    captured = CapturedStep(steps[0], data, 256)
-    rng = np.random.default_rng(0)
-    for epoch in range(3):  # each epoch ends with a partial batch: eager
-        for indices in data.epoch_index_batches(rng.permutation(1100), 256):
-            factor = 1.0 / (epoch + 1)
-            loss = captured(indices, factor)
-            torch.testing.assert_close(loss, steps[1](*data.gather(indices), factor))
-    assert captured.graph is not None
+    _assert_captured_steps_match_eager(*steps, data)
     torch.testing.assert_close(layers[0].weight, layers[1].weight)
     torch.testing.assert_close(layers[0].bias, layers[1].bias)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_captured_cuda_graph_takes_the_eager_class_scale_steps():
+    X, y = _problem(n=1100, d=32, c=10)
+    data = DeviceFeatures(X, y, torch.device("cuda"))
+    torch.manual_seed(0)
+    coef = torch.randn(10, 32, device="cuda")
+    intercept = torch.randn(10, device="cuda")
+    scales = [torch.ones(10, device="cuda") for _ in range(2)]
+    steps = [
+        ClassScaleSGD(s, coef, intercept, lr=0.05, momentum=0.9, weight_decay=1e-3)
+        for s in scales
+    ]
+    _assert_captured_steps_match_eager(*steps, data)
+    torch.testing.assert_close(scales[0], scales[1])
