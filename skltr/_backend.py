@@ -530,7 +530,7 @@ class ClosedFormSGD:
         The gradient is the softmax minus the (smoothed) targets. The
         log-probabilities are raised to -87 before their exponential: on the
         CPU, exp is ten times slower where its result is denormal (below
-        exp(-87.3), as LWS's scaled joint logits often give), and a
+        exp(-87.3), as LWS's scaled joint logits can give), and a
         probability that small is zero to float32's precision beside the
         targets.
         """

@@ -56,6 +56,26 @@ def test_closed_form_step_takes_the_steps_of_autograd_sgd(smoothing):
     torch.testing.assert_close(closed.bias, reference.bias)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_cross_entropy_gradient_is_autograds_for_logits_far_apart(smoothing):
+    # Log-probabilities far below -87 (denormal probabilities) are raised
+    # before their exponential; the gradient must not move.
+    logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(0)) * 200
+    labels = torch.arange(64) % 50
+    step = ClassScaleSGD(torch.ones(50), None, None, lr=0.1, momentum=0, weight_decay=0)
+    step.label_smoothing = smoothing
+    loss, grad = step.cross_entropy_gradient(logits, labels)
+    reference = logits.clone().requires_grad_(True)
+    expected = torch.nn.functional.cross_entropy(
+        reference, labels, label_smoothing=smoothing
+    )
+    expected.backward()
+    torch.testing.assert_close(loss, expected.detach())
+    torch.testing.assert_close(
+        grad / len(labels), reference.grad, rtol=1e-6, atol=1e-12
+    )
+
+
 def test_class_scale_step_takes_the_steps_of_autograd_sgd():
     # LWS: one scale per class on the fixed logits of a joint classifier.
     X, y = _problem()
