@@ -519,6 +519,7 @@ class ClosedFormSGD:
 
     capturable = True
     label_smoothing = 0.0
+    _true_class_step = None  # allocated at the first step, by true_class_term
 
     def __call__(self, features, labels, lr_factor):
         self.set_lr_factor(lr_factor)
@@ -601,7 +602,6 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
         self.velocity_bias = torch.zeros_like(self.bias, requires_grad=False)
         # Minus the step sizes, as tensors so that a captured graph reads them.
         self._steps = torch.zeros(2, device=self.weight.device)
-        self._true_class_step = None
 
     def set_lr_factor(self, lr_factor):
         # fill_ passes the value with the kernel launch; a copy from host memory
@@ -652,7 +652,6 @@ class ClassScaleSGD(ClosedFormSGD):
         self.velocity = torch.zeros_like(scales)
         # Minus the step size, as a tensor so that a captured graph reads it.
         self._steps = torch.zeros((), device=scales.device)
-        self._true_class_step = None
 
     def set_lr_factor(self, lr_factor):
         self._steps.fill_(-self.lr * lr_factor)
