@@ -62,8 +62,14 @@ def test_cross_entropy_gradient_is_autograds_for_logits_far_apart(smoothing):
     # before their exponential; the gradient must not move.
     logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(0)) * 200
     labels = torch.arange(64) % 50
-    step = ClassScaleSGD(torch.ones(50), None, None, lr=0.1, momentum=0, weight_decay=0)
-    step.label_smoothing = smoothing
+    step = SoftmaxRegressionSGD(
+        torch.nn.Linear(1, 50),
+        lr_weight=0.1,
+        lr_bias=0.1,
+        momentum=0.0,
+        weight_decay=0.0,
+        label_smoothing=smoothing,
+    )
     loss, grad = step.cross_entropy_gradient(logits, labels)
     reference = logits.clone().requires_grad_(True)
     expected = torch.nn.functional.cross_entropy(
