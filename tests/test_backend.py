@@ -172,11 +172,14 @@ def test_moments_merge_chunks_exactly_enough(chunks_of, tmp_path):
         tmp_path / "X.npy", mode="w+", dtype=X.dtype, shape=X.shape
     )
     mapped[:] = X
-    for features in (X, mapped):
+    for features in (X, mapped, X.astype(np.float64), torch.from_numpy(X)):
+        given = np.asarray(features).copy()
         data = DeviceFeatures(features, np.zeros(len(X), int), CPU)
         mean, var = data.moments()
         np.testing.assert_allclose(mean, expected_mean, rtol=1e-7)
         np.testing.assert_allclose(var, expected_var, rtol=1e-4)
+        # The rows are centred in a copy, never in the caller's memory.
+        np.testing.assert_array_equal(np.asarray(features), given)
 
 
 def test_standardised_rows_are_served_as_x_minus_mean_over_scale():
