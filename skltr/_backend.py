@@ -26,6 +26,12 @@ MIN_STEPS_PER_EPOCH = 16
 # the rest is left to the parameters, the activations and other processes.
 _DEVICE_MEMORY_SHARE = 0.5
 
+# Float32 lanes of the SIMD vectors torch's CPU kernels use (measured on
+# AVX-512, and on AVX2 through ATEN_CPU_CAPABILITY=avx2): see log_softmax_rows.
+_CPU_FLOAT32_LANES = {"AVX512": 16, "AVX2": 8}.get(
+    torch.backends.cpu.get_cpu_capability(), 0
+)
+
 
 def resolve_device(device):
     """Turn a ``device`` parameter into a usable :class:`torch.device`.
@@ -512,6 +518,21 @@ class AutogradSGD:
         return loss.detach()
 
 
+def log_softmax_rows(logits):
+    """``torch.log_softmax(logits, 1)``, by the faster of torch's CPU kernels.
+
+    On the CPU, torch's log-softmax over a last dimension shorter than one
+    SIMD vector (16 float32 lanes with AVX-512, 8 with AVX2) runs a scalar
+    loop: 37 us for 512 x 10 logits on 2 AVX-512 cores, against 11 us over
+    the first dimension of the transposed view, whose kernel is vectorised
+    across the rows and gives the same values. From one vector up the last
+    dimension is the faster one (5 against 14 us at 16 classes).
+    """
+    if logits.device.type == "cpu" and logits.shape[1] < _CPU_FLOAT32_LANES:
+        return torch.log_softmax(logits.T, 0).T
+    return torch.log_softmax(logits, 1)
+
+
 class ClosedFormSGD:
     """A training step whose gradient is written out, capturable in a CUDA graph.
 
@@ -543,7 +564,7 @@ class ClosedFormSGD:
         targets.
         """
         n, n_classes, smoothing = len(labels), logits.shape[1], self.label_smoothing
-        log_p = torch.log_softmax(logits, 1)
+        log_p = log_softmax_rows(logits)
         loss = -(1.0 - smoothing) * log_p.gather(1, labels[:, None]).mean()
         if smoothing:
             loss -= smoothing / n_classes * log_p.sum(dim=1).mean()

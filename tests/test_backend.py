@@ -12,6 +12,7 @@ from skltr._backend import (
     ClassScaleSGD,
     DeviceFeatures,
     SoftmaxRegressionSGD,
+    log_softmax_rows,
 )
 from skltr.datasets import make_long_tailed_features
 
@@ -105,6 +106,18 @@ def test_class_scale_step_takes_the_steps_of_autograd_sgd():
         torch.testing.assert_close(step(features[rows], labels[rows], factor), expected)
     assert not torch.equal(scales, torch.ones(5))
     torch.testing.assert_close(scales, reference.detach())
+
+
+@pytest.mark.parametrize("lanes", [0, 16])
+def test_log_softmax_rows_is_torchs_whichever_kernel_runs(monkeypatch, lanes):
+    # With 16 lanes, fewer than 16 classes go through the transposed view.
+    monkeypatch.setattr(skltr._backend, "_CPU_FLOAT32_LANES", lanes)
+    generator = torch.Generator().manual_seed(0)
+    for n_classes in (2, 10, 16, 40):
+        logits = 5 * torch.randn(300, n_classes, generator=generator)
+        log_p = log_softmax_rows(logits)
+        assert log_p.shape == (300, n_classes)
+        torch.testing.assert_close(log_p, torch.log_softmax(logits, 1))
 
 
 def test_top_eigenvalue_is_that_of_the_second_moment():
