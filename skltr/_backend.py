@@ -533,6 +533,11 @@ def log_softmax_rows(logits):
     return torch.log_softmax(logits, 1)
 
 
+def linear_logits(features, coef, intercept):
+    """``features @ coef.T + intercept``, in one fused product."""
+    return torch.addmm(intercept, features, coef.T)
+
+
 class ClosedFormSGD:
     """A training step whose gradient is written out, capturable in a CUDA graph.
 
@@ -641,7 +646,7 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
     def update(self, features, labels):
         """One step at the current step sizes; returns the batch loss."""
         n = len(labels)
-        logits = torch.addmm(self.bias, features, self.weight.T)
+        logits = linear_logits(features, self.weight, self.bias)
         loss, grad = self.cross_entropy_gradient(logits, labels)
         grad_weight = torch.addmm(
             self.weight, grad.T, features, beta=self.weight_decay, alpha=1.0 / n
@@ -688,7 +693,7 @@ class ClassScaleSGD(ClosedFormSGD):
     def update(self, features, labels):
         """One step at the current step size; returns the batch loss."""
         n = len(labels)
-        joint_logits = torch.addmm(self.intercept, features, self.coef.T)
+        joint_logits = linear_logits(features, self.coef, self.intercept)
         loss, grad = self.cross_entropy_gradient(joint_logits * self.scales, labels)
         grad_scales = (
             grad.mul_(joint_logits)

@@ -11,7 +11,7 @@ from numbers import Real
 import numpy as np
 import torch
 
-from ._backend import ClassScaleSGD, feature_scaled_lr
+from ._backend import ClassScaleSGD, feature_scaled_lr, linear_logits
 from ._base import to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
@@ -127,7 +127,9 @@ default="class"
         scales = torch.ones(len(self.classes_), device=device)
         with torch.no_grad():
             squared_logit = sum(
-                float(torch.square(features @ coef.T + intercept).mean(dim=1).sum())
+                float(
+                    linear_logits(features, coef, intercept).square_().mean(dim=1).sum()
+                )
                 for features, _ in data.iter_all()
             ) / len(y)
         self._train(
