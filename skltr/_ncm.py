@@ -15,7 +15,7 @@ import torch
 from scipy.optimize import minimize_scalar
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backend import DeviceFeatures, Float64Rows, iter_row_chunks
+from ._backend import DeviceFeatures, Float64Rows, float64_device, iter_row_chunks
 from ._base import BaseLongTailClassifier
 from ._docstrings import fill_doc
 
@@ -119,21 +119,25 @@ class NCMClassifier(BaseLongTailClassifier):
         device = self._resolve_device()
         data = DeviceFeatures(X, y, device, keep_float64=True)
         # Each chunk is worked in the features' precision (at least float32)
-        # and its sums are added up in float64.
+        # and its sums are added up in float64, on the host where the device
+        # has no float64.
+        summed_on = float64_device(device)
         mean = None
         if self.normalization == "cl2n":
-            total = torch.zeros(data.n_features, dtype=torch.float64, device=device)
+            total = torch.zeros(data.n_features, dtype=torch.float64, device=summed_on)
             for _, chunk in data.raw_chunks():
-                total += chunk.to(_working_dtype(chunk)).sum(dim=0)
+                total += chunk.to(_working_dtype(chunk)).sum(dim=0).to(summed_on)
             mean = total / data.n_samples
         n_classes = len(self.classes_)
         sums = torch.zeros(
-            (n_classes, data.n_features), dtype=torch.float64, device=device
+            (n_classes, data.n_features), dtype=torch.float64, device=summed_on
         )
         for rows, chunk in data.raw_chunks():
             normalised = self._normalised(chunk, mean, _working_dtype(chunk))
-            sums += _class_sums(data.y[rows], normalised, n_classes)
-        centroids = sums / torch.as_tensor(self.class_counts_, device=device)[:, None]
+            sums += _class_sums(data.y[rows], normalised, n_classes).to(summed_on)
+        centroids = (
+            sums / torch.as_tensor(self.class_counts_, device=summed_on)[:, None]
+        )
         self.feature_mean_ = None if mean is None else mean.cpu().numpy()
         self.centroids_ = centroids.cpu().numpy()
         self.temperature_ = (
@@ -151,7 +155,7 @@ class NCMClassifier(BaseLongTailClassifier):
         if self.normalization == "none":
             return rows
         if mean is not None:
-            rows -= mean.to(rows.dtype)
+            rows -= mean.to(rows.device, rows.dtype)
         norms = torch.linalg.vector_norm(rows, dim=1, keepdim=True)
         # A row equal to the mean has no direction; it stays at the origin.
         return rows.div_(torch.where(norms > 0, norms, 1.0))
@@ -196,7 +200,8 @@ class NCMClassifier(BaseLongTailClassifier):
 
         The rows are read from ``data`` (a :class:`DeviceFeatures`, so from
         the device when they are resident there); the scores and the log-loss
-        are computed there too.
+        are computed in float64 where the centroids are, which is there too
+        unless the device has no float64.
         """
         n_rows = min(
             len(y),
@@ -204,10 +209,11 @@ class NCMClassifier(BaseLongTailClassifier):
             max(1_000, _TEMPERATURE_FIT_SCORES // len(self.classes_)),
         )
         rows = np.unique(np.linspace(0, len(y) - 1, n_rows).astype(int))
+        float64_rows = Float64Rows(centroids.device)
         scores = torch.cat(
             [
                 self._class_scores(
-                    self._normalised(data.raw_rows(rows[chunk]), mean, torch.float64),
+                    self._normalise_(float64_rows(data.raw_rows(rows[chunk])), mean),
                     centroids,
                 )
                 for chunk in iter_row_chunks(
