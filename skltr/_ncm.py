@@ -187,7 +187,11 @@ class NCMClassifier(BaseLongTailClassifier):
             if self.feature_mean_ is None
             else torch.as_tensor(self.feature_mean_, device=device)
         )
-        float64_rows = Float64Rows(device)
+        return self._scorer_against(centroids, mean)
+
+    def _scorer_against(self, centroids, mean):
+        """Scores of raw rows: normalised in a float64 copy where ``centroids`` are."""
+        float64_rows = Float64Rows(centroids.device)
         return lambda rows: self._class_scores(
             self._normalise_(float64_rows(rows), mean), centroids
         )
@@ -209,13 +213,10 @@ class NCMClassifier(BaseLongTailClassifier):
             max(1_000, _TEMPERATURE_FIT_SCORES // len(self.classes_)),
         )
         rows = np.unique(np.linspace(0, len(y) - 1, n_rows).astype(int))
-        float64_rows = Float64Rows(centroids.device)
+        score = self._scorer_against(centroids, mean)
         scores = torch.cat(
             [
-                self._class_scores(
-                    self._normalise_(float64_rows(data.raw_rows(rows[chunk])), mean),
-                    centroids,
-                )
+                score(data.raw_rows(rows[chunk]))
                 for chunk in iter_row_chunks(
                     len(rows), max(data.n_features, len(self.classes_))
                 )
