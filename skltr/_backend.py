@@ -38,8 +38,9 @@ def resolve_device(device):
 
     Parameters
     ----------
-    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device
-        ``"auto"`` picks CUDA when it is available, else the CPU.
+    device : {"auto", "cpu", "cuda", "cuda:N", "mps"} or torch.device
+        ``"auto"`` picks CUDA when it is available, else the CPU; it never
+        picks MPS.
 
     Returns
     -------
@@ -60,13 +61,13 @@ def resolve_device(device):
             resolved = torch.device(device)
         except RuntimeError as exc:
             raise ValueError(
-                f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda' or "
-                "'cuda:N'."
+                f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda', "
+                "'cuda:N' or 'mps'."
             ) from exc
     else:
         raise ValueError(
-            "device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device; "
-            f"got {device!r}."
+            "device must be 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a "
+            f"torch.device; got {device!r}."
         )
     if resolved.type == "cuda":
         if not torch.cuda.is_available():

@@ -7,9 +7,12 @@ in, so a parameter that several classifiers share is documented once.
 import textwrap
 
 _DEVICE = """
-device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+device : {"auto", "cpu", "cuda", "cuda:N", "mps"} or torch.device, default="auto"
     Where the fit runs. ``"auto"`` takes CUDA when PyTorch sees a GPU, else
-    the CPU. Asking for CUDA on a machine without it raises a ``ValueError``.
+    the CPU. Asking for a device this machine does not have raises a
+    ``ValueError``. ``"mps"`` (Apple silicon) is used only when named; the
+    float64 sums and scores run on the CPU there, as MPS has no float64.
+    The project's tests do not run on MPS.
     The fitted model holds numpy arrays only, so it predicts, pickles and
     unpickles on any machine.
 """

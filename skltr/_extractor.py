@@ -113,8 +113,10 @@ class FeatureExtractor(
         Autocast dtype of the forward pass. The features are returned as
         float32 whatever it is.
 
-    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default="auto"
+    device : {"auto", "cpu", "cuda", "cuda:N", "mps"} or torch.device, default="auto"
         Where the network runs; ``"auto"`` takes CUDA when PyTorch sees a GPU.
+        ``"mps"`` (Apple silicon) is used only when named, and is not covered
+        by the project's tests.
 
     num_workers : int or "auto", default="auto"
         Processes reading and preprocessing images for the ``DataLoader``.

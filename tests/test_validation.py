@@ -149,6 +149,13 @@ def test_cuda_asked_for_and_absent(data, device, estimator):
         estimator(device=device).fit(X, y)
 
 
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
+def test_mps_asked_for_and_absent(data):
+    X, y = data
+    with pytest.raises(ValueError, match="asks for Apple MPS.*device='cpu'"):
+        JointClassifier(device="mps").fit(X, y)
+
+
 def test_cuda_device_index_out_of_range():
     count = torch.cuda.device_count()
     if not torch.cuda.is_available():
