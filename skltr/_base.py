@@ -286,6 +286,15 @@ class LinearScores:
     on how many rows BLAS sees at once, and a row's prediction must not depend
     on its neighbours.
 
+    The standardisation is folded into the head once, as ``rows @ (coef /
+    scale).T + (intercept - (coef / scale) @ shift)``, so a chunk costs one
+    product and no passes over its rows. Where the classes are few, those
+    passes took a fifth of ``predict``'s time (50,000 x 2,048 rows, 10
+    classes, 2 CPU cores). Folding cancels terms of size ``|shift| / scale``
+    in float64, whose rounding is 5e8 times below the float32 rounding that
+    float32 features carry on the same scale; at a shift of 5 scales the
+    scores moved in the 15th significant digit.
+
     Parameters
     ----------
     coef : array-like of shape (n_classes, n_features)
@@ -294,30 +303,24 @@ class LinearScores:
     shift, scale : array-like of shape (n_features,) or None
         None scores the rows as they are.
     device : torch.device
-        Where the parameters are held and the scores computed; rows given
+        Where the head is held and the scores computed; rows given
         elsewhere are copied there a chunk at a time.
     """
 
     def __init__(self, coef, intercept=None, *, shift=None, scale=None, device):
-        def on_device(values):
-            if values is None:
-                return None
-            return torch.as_tensor(np.asarray(values, dtype=np.float64), device=device)
-
-        self.coef = on_device(coef)
-        self.intercept = on_device(intercept)
-        self.shift, self.scale = on_device(shift), on_device(scale)
+        coef = np.asarray(coef, dtype=np.float64)
+        intercept = np.zeros(len(coef)) if intercept is None else intercept
+        intercept = np.asarray(intercept, dtype=np.float64)
+        if shift is not None:
+            coef = coef / np.asarray(scale, dtype=np.float64)
+            intercept = intercept - coef @ np.asarray(shift, dtype=np.float64)
+        self._coef = torch.as_tensor(coef, device=device)
+        self._intercept = torch.as_tensor(intercept, device=device)
         self._float64_rows = Float64Rows(device)
 
     def __call__(self, rows):
         """Scores of a chunk of ``rows`` (a tensor), (n, n_classes) float64."""
-        features = self._float64_rows(rows)
-        if self.shift is not None:
-            features.sub_(self.shift).div_(self.scale)
-        scores = features @ self.coef.T
-        if self.intercept is not None:
-            scores += self.intercept
-        return scores
+        return torch.addmm(self._intercept, self._float64_rows(rows), self._coef.T)
 
 
 class BaseLinearClassifier(BaseLongTailClassifier):

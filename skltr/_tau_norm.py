@@ -51,11 +51,10 @@ def correct_by_tau(
     the counts come back. Returns an (n_taus, n_classes) array.
     """
     device = float64_device(torch.device("cpu") if device is None else device)
-    # Standardised on the device: done on the host, the sweep took 1.9 s at
-    # ImageNet-LT size with an H100 (0.6 s since, from a host array).
     joint_logits = LinearScores(coef, shift=shift, scale=scale, device=device)
     taus = torch.as_tensor(np.asarray(taus, dtype=np.float64), device=device)
-    divisors = torch.linalg.vector_norm(joint_logits.coef, dim=1) ** taus[:, None]
+    coef = torch.as_tensor(np.asarray(coef, dtype=np.float64), device=device)
+    divisors = torch.linalg.vector_norm(coef, dim=1) ** taus[:, None]
     correct = torch.zeros(len(divisors), n_classes, dtype=torch.int64, device=device)
     for rows in iter_row_chunks(*X.shape):
         chunk_labels = torch.as_tensor(labels[rows], device=device)

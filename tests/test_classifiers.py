@@ -49,6 +49,18 @@ def _standardised(clf, X):
     return (X - clf.feature_mean_) / clf.feature_scale_
 
 
+def test_scores_are_the_head_on_standardised_features_far_from_zero(small_problem):
+    # The standardisation is folded into the head, which cancels terms of
+    # size mean / scale: in float64 that must stay exact to float64 precision
+    # where the features sit 10,000 scales from zero.
+    X, y = small_problem
+    X = X + np.float32(1e4)
+    clf = JointClassifier(epochs=2, **CPU).fit(X, y)
+    standardised = (X.astype(np.float64) - clf.feature_mean_) / clf.feature_scale_
+    expected = standardised @ clf.coef_.T + clf.intercept_
+    np.testing.assert_allclose(clf.decision_function(X), expected, rtol=0, atol=1e-9)
+
+
 @pytest.mark.parametrize("tau", [0.0, 0.5, 1.0, 1.7])
 def test_tau_norm_logits_are_rescaled_joint_weights(small_problem, tau):
     X, y = small_problem
