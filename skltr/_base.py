@@ -292,8 +292,8 @@ class LinearScores:
     passes took a fifth of ``predict``'s time (50,000 x 2,048 rows, 10
     classes, 2 CPU cores). Folding cancels terms of size ``|shift| / scale``
     in float64, whose rounding is 5e8 times below the float32 rounding that
-    float32 features carry on the same scale; at a shift of 5 scales the
-    scores moved in the 15th significant digit.
+    float32 features carry on the same scale: for features 10,000 scales
+    from zero the scores stay within 3e-11 of the standardised product's.
 
     Parameters
     ----------
