@@ -34,6 +34,7 @@ from ._backend import (
     feature_rows,
     feature_scaled_lr,
     iter_row_chunks,
+    linear_logits,
     resolve_device,
     scoring_device,
     train_minibatch,
@@ -320,7 +321,7 @@ class LinearScores:
 
     def __call__(self, rows):
         """Scores of a chunk of ``rows`` (a tensor), (n, n_classes) float64."""
-        return torch.addmm(self._intercept, self._float64_rows(rows), self._coef.T)
+        return linear_logits(self._float64_rows(rows), self._coef, self._intercept)
 
 
 class BaseLinearClassifier(BaseLongTailClassifier):
