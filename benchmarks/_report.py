@@ -4,7 +4,7 @@ import numpy as np
 
 from skltr.metrics import tau_sweep
 
-WEIGHT_NORM_ROWS = ("Joint", "cRT", "tau-norm (tau on train)", "LWS", "LORT")
+WEIGHT_NORM_ROWS = ("Joint", "cRT", "tau-norm", "LWS", "LORT")
 
 
 def markdown(summary, rows):

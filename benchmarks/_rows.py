@@ -10,12 +10,12 @@ from sklearn.preprocessing import StandardScaler
 from skltr import (
     CRTClassifier,
     JointClassifier,
+    LogitAdjustedClassifier,
     LORTClassifier,
     LWSClassifier,
     NCMClassifier,
     TauNormClassifier,
 )
-from skltr.metrics import tau_sweep
 from skltr.metrics._shot import class_count_table, per_class_accuracy, split_table
 
 
@@ -27,38 +27,24 @@ def logistic_regression_peer(class_weight="balanced", max_iter=1000):
     )
 
 
-class LogitAdjusted:
-    """Post-hoc logit adjustment of a fitted classifier: logits - tau log prior."""
-
-    def __init__(self, joint, tau=1.0):
-        self.joint, self.tau = joint, tau
-
-    def fit(self, X, y):
-        prior = self.joint.class_counts_ / self.joint.class_counts_.sum()
-        self.log_prior_ = np.log(prior)
-        return self
-
-    def predict(self, X):
-        logits = self.joint.decision_function(X) - self.tau * self.log_prior_
-        return self.joint.classes_[logits.argmax(axis=1)]
-
-
 def fit_rows(train, test, val, *, many, few, device, seed, log):
     """Fit every row on ``train`` and score it on ``test``.
 
     Returns ``(rows, fitted, per_class)``: the split scores and fit time of
     each row, the fitted classifiers, and each row's per-class test accuracy,
-    by row name. tau-norm, LWS, LORT and the logit
-    adjustment re-balance the Joint row's classifier (decoupled training):
-    their fit times exclude the joint fit.
+    by row name. The re-balancers (tau-norm, LWS, LORT, logit adjustment)
+    run with their defaults: each fits its own joint classifier and chooses
+    its knob by cross-fitting it on the training set, and their fit times
+    include all of that. With a validation split, tau-norm also chooses tau
+    on it (``fit(X, y, X_val, y_val)``) for the Joint row's classifier.
     """
     trained = {"device": device, "random_state": seed}
     counts = np.bincount(train.y)
     labels, counts = class_count_table(test.y, counts, np.arange(len(counts)))
     fitted, rows, per_class = {}, {}, {}
 
-    def run(name, estimator):
-        _, seconds = timed(estimator.fit, train.X, train.y)
+    def run(name, estimator, **fit_params):
+        _, seconds = timed(estimator.fit, train.X, train.y, **fit_params)
         accuracy, support = per_class_accuracy(
             test.y, estimator.predict(test.X), labels
         )
@@ -75,16 +61,16 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
     joint = FrozenEstimator(fitted["Joint"])
     run("NCM", NCMClassifier(device=device))
     run("cRT", CRTClassifier(**trained))
-    run("tau-norm (tau on train)", TauNormClassifier(joint=joint, **trained))
-    rows["tau-norm (tau on train)"]["tau"] = fitted["tau-norm (tau on train)"].tau_
+    run("tau-norm", TauNormClassifier(**trained))
+    rows["tau-norm"]["tau"] = fitted["tau-norm"].tau_
     if val is not None:
-        sweep = tau_sweep(fitted["Joint"], val.X, val.y, many=many, few=few)
-        tau = float(sweep["tau"][np.nanargmax(sweep["all"])])
-        run("tau-norm (tau on val)", TauNormClassifier(tau=tau, joint=joint, **trained))
-        rows["tau-norm (tau on val)"]["tau"] = tau
-    run("LWS", LWSClassifier(joint=joint, **trained))
-    run("LORT", LORTClassifier(joint=joint, **trained))
+        name = "tau-norm (tau on val)"
+        run(name, TauNormClassifier(joint=joint, **trained), X_val=val.X, y_val=val.y)
+        rows[name]["tau"] = fitted[name].tau_
+    run("LWS", LWSClassifier(**trained))
+    run("LORT", LORTClassifier(**trained))
     rows["LORT"]["best_epoch"] = fitted["LORT"].best_epoch_
-    run("logit adjustment (post-hoc)", LogitAdjusted(fitted["Joint"]))
+    run("logit adjustment", LogitAdjustedClassifier(**trained))
+    rows["logit adjustment"]["tau"] = fitted["logit adjustment"].tau_
     run("LogisticRegression (balanced)", logistic_regression_peer())
     return rows, fitted, per_class

@@ -8,6 +8,7 @@ Long-Tailed Recognition", ICLR 2020; Han et al., "Logits Retargeting").
 from ._crt import CRTClassifier
 from ._extractor import FeatureExtractor
 from ._joint import JointClassifier
+from ._logit_adjustment import LogitAdjustedClassifier
 from ._lort import LORTClassifier
 from ._lws import LWSClassifier
 from ._ncm import NCMClassifier
@@ -20,6 +21,7 @@ __all__ = [
     "FeatureExtractor",
     "JointClassifier",
     "LORTClassifier",
+    "LogitAdjustedClassifier",
     "LWSClassifier",
     "NCMClassifier",
     "TauNormClassifier",

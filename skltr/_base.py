@@ -142,6 +142,11 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
         self : object
             The fitted classifier.
         """
+        self._fit(*self._validate_training_data(X, y))
+        return self
+
+    def _validate_training_data(self, X, y):
+        """Validated features and encoded labels; sets ``classes_`` and counts."""
         X, y = validate_features(self, X, y, reset=True)
         check_classification_targets(y)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
@@ -151,8 +156,7 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
                 f"fit, but y has 1 class ({self.classes_[0]!r})."
             )
         self.class_counts_ = np.bincount(y_encoded, minlength=len(self.classes_))
-        self._fit(X, y_encoded)
-        return self
+        return X, y_encoded
 
     @abstractmethod
     def _fit(self, X, y):
@@ -391,17 +395,19 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         return device, np.random.default_rng(seed)
 
-    def _train(self, step, data, sampler, *, epoch_end=None):
+    def _training_settings(self):
+        """This estimator's keywords for the training loop."""
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "verbose": self.verbose,
+            "desc": type(self).__name__,
+        }
+
+    def _train(self, step, data, sampler):
         """Run the training loop with this estimator's settings; set ``loss_curve_``."""
         self.loss_curve_ = train_minibatch(
-            step,
-            data,
-            sampler,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            epoch_end=epoch_end,
-            verbose=self.verbose,
-            desc=type(self).__name__,
+            step, data, sampler, **self._training_settings()
         )
 
     def _autograd_step(self, param_groups, loss):
@@ -413,29 +419,14 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             param_groups, loss, momentum=self.momentum, weight_decay=self.weight_decay
         )
 
-    def _train_linear_layer(
-        self,
-        data,
-        y,
-        *,
-        sampling,
-        rng,
-        curvature,
-        lr=None,
-        init=None,
-        label_smoothing=0.0,
-        epoch_end=None,
+    def _linear_layer_step(
+        self, data, *, curvature, lr=None, init=None, label_smoothing=0.0
     ):
-        """Train a linear layer with cross-entropy on the device features.
+        """A linear layer on the device and its cross-entropy SGD step.
 
         Parameters
         ----------
         data : DeviceFeatures
-        y : ndarray of shape (n_samples,)
-            Encoded labels, for the sampler.
-        sampling : str or float
-            The sampling strategy (see ``_sampling.make_sampler``).
-        rng : numpy.random.Generator
         curvature : float
             Sets the step on the weights (``feature_scaled_lr``); the bias
             takes ``lr`` itself.
@@ -446,17 +437,15 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             zero is as good a start as a random one, and reproducible).
         label_smoothing : float
             Weight of the uniform distribution in the soft targets.
-        epoch_end : callable, optional
-            Passed to the training loop; gets the layer and the epoch.
 
         Returns
         -------
         layer : torch.nn.Linear
-            On the device. ``loss_curve_`` is set.
+            On the device, updated in place by the step.
+        step : SoftmaxRegressionSGD
         """
-        n_classes = len(self.classes_)
         lr = self.lr if lr is None else lr
-        layer = torch.nn.Linear(data.n_features, n_classes, device=data.device)
+        layer = torch.nn.Linear(data.n_features, len(self.classes_), device=data.device)
         layer.requires_grad_(False)
         if init is None:
             layer.weight.zero_()
@@ -472,12 +461,21 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             weight_decay=self.weight_decay,
             label_smoothing=label_smoothing,
         )
-        self._train(
-            step,
-            data,
-            make_sampler(sampling, y, n_classes, epochs=self.epochs, rng=rng),
-            epoch_end=None if epoch_end is None else (lambda e: epoch_end(layer, e)),
+        return layer, step
+
+    def _train_linear_layer(self, data, y, *, sampling, rng, curvature):
+        """Train a linear layer from zero with cross-entropy on the device features.
+
+        ``y`` are the encoded labels, for the sampler of strategy
+        ``sampling`` (see ``_sampling.make_sampler``); ``curvature`` as for
+        :meth:`_linear_layer_step`. Returns the layer, on the device, and
+        sets ``loss_curve_``.
+        """
+        layer, step = self._linear_layer_step(data, curvature=curvature)
+        sampler = make_sampler(
+            sampling, y, len(self.classes_), epochs=self.epochs, rng=rng
         )
+        self._train(step, data, sampler)
         return layer
 
 

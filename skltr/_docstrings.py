@@ -69,6 +69,29 @@ memory : str, joblib.Memory or None, default=None
     parameters fits the joint classifier once per training fold instead of
     once per candidate. A string is a cache directory.
 """,
+    "cv_parameters": """
+cv : int, cross-validation splitter or None, default=2
+    How the re-balancing knob is chosen when this estimator fits its own
+    joint classifier (``joint`` None or an unfitted
+    :class:`JointClassifier`): on held-out predictions, by cross-fitting.
+    An int is the number of stratified folds; a splitter (``KFold``,
+    ``StratifiedKFold``, ...) is used as it is. Each fold's joint classifier
+    is fit on the other folds and scores its held-out rows; the candidates'
+    correct predictions are pooled over the folds and the best mean
+    per-class accuracy wins; the joint classifier fit on all the data gets
+    the knob chosen. A held-out sample whose class has no sample in its
+    fold's training part is moved to the training part, so a class with
+    fewer samples than folds is held out where it can be, and a class with a
+    single sample is always trained on and never scored. ``None`` chooses on
+    the training set itself (the Decoupling paper's appendix B.5), as does a
+    joint classifier handed in fitted. Validation data given to ``fit``
+    (``X_val``, ``y_val``) takes precedence over both.
+""",
+    "selection_attributes": """
+chosen_on_ : {"cross-fitting", "validation data", "training data"}
+    Where the re-balancing knob was chosen (see ``cv``); not set when no
+    knob was chosen.
+""",
     "fitted_linear_attributes": """
 coef_ : ndarray of shape (n_classes, n_features)
     Classifier weights, applied to the standardised features (see

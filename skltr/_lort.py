@@ -8,34 +8,44 @@ instance-balanced sampling.
 The optimum of that loss is MORE head-biased than plain cross-entropy; the
 balancing is a property of the path from the joint classifier, along which
 balanced accuracy rises, then overshoots toward the tail. So the training
-budget is a re-balancing knob, chosen here as appendix B.5 of the Decoupling
-paper chooses tau: the point of the path with the best mean per-class
-training accuracy.
+budget is a re-balancing knob, chosen on held-out data like tau
+(METHODS.md, "Choosing a re-balancing knob on held-out data"): each
+cross-fitted fold walks the path from its own joint classifier, the folds'
+held-out scores are pooled epoch by epoch, and the full joint classifier
+walks to the best epoch.
 """
 
+import math
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backend import effective_batch_size
+from ._backend import DeviceFeatures, effective_batch_size, iter_training
 from ._base import mean_squared_norm, to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE
-from ._rebalance import BaseRebalancer
+from ._rebalance import DEFAULT_CV, BaseRebalancer
+from ._sampling import make_sampler
+from ._selection import (
+    CROSS_FITTING,
+    TRAINING_DATA,
+    ScoringSet,
+    mean_per_class_accuracy,
+)
 
 _EPOCHS = 30
 _PATIENCE = 5
 # With lr="auto", the path length that one epoch covers (in learning-rate units
-# at unit mean squared feature norm), per decade of classes. Measured on
-# CIFAR-10-LT ResNet-56 features, the path peaked after about 1.3 units
-# (METHODS.md: 1 epoch at lr 1e-4, batch 64), so 0.2 per epoch puts several
-# checks before the peak. On long-tailed Gaussians the peak came later with
-# more classes (about 2.6 units at C = 100, past 4 at C = 1,000, where 0.2 per
-# epoch gained 0.6 points of balanced accuracy in 30 epochs and 0.6 per epoch
-# gained 3.3).
-_PATH_PER_EPOCH = 0.2
+# at unit mean squared feature norm), per decade of classes. The stopping
+# point is chosen on held-out rows, which catch an overshoot, so the path may
+# go fast: measured with 2-fold cross-fitting (balanced test accuracy), 0.2
+# per epoch was still rising after 30 epochs on long-tailed Gaussians of 100
+# classes (54.8 at d = 512, 77.4 at d = 64), where 1.0 peaked after 11 and 7
+# epochs (59.9 and 80.1); on CIFAR-10-LT ResNet-56 features 0.2 and 1.0
+# stopped at 84.5 and 84.8, while 3.0 overshot within the first epoch (80.2).
+_PATH_PER_EPOCH = 1.0
 
 
 def retargeted_labels(y, n_classes, smoothing):
@@ -74,13 +84,14 @@ class LORTClassifier(BaseRebalancer):
     Along that path the logits of the head classes shrink faster than those of
     the tail, and balanced accuracy rises, then overshoots toward the tail; the
     optimum of the loss itself is head-biased. The fit therefore walks the
-    path and keeps its best point: after every epoch (and at the start) it
-    measures the mean per-class accuracy on the training set, and it stops
-    once ``n_iter_no_change`` epochs have not improved it, keeping the
-    earliest of equals. The test set never takes part. When the joint
-    classifier already classifies every training sample correctly, the
-    training set cannot tell the points apart and the joint classifier is
-    kept unchanged; a warning says so.
+    path and keeps its best point, by mean per-class accuracy on held-out
+    predictions (see ``cv``): each fold's joint classifier walks its own path
+    on its training part and is scored on its held-out part at the start and
+    after every epoch; the folds advance in lockstep, their scores pooled,
+    until ``n_iter_no_change`` epochs have not improved the pooled score. The
+    joint classifier fit on all the data then walks to the best epoch (the
+    earliest of equals). With validation data, the full joint classifier's
+    own path is scored on it. The test set never takes part.
 
     Parameters
     ----------
@@ -89,13 +100,15 @@ class LORTClassifier(BaseRebalancer):
         reference uses 0.98 on CIFAR-100-LT). It needs no class counts.
 
     n_iter_no_change : int, default=%(patience)s
-        Epochs without a better mean per-class training accuracy after which
+        Epochs without a better held-out mean per-class accuracy after which
         the walk stops.
+
+    %(cv_parameters)s
 
     %(joint_parameters)s
 
     %(training_parameters)s
-        ``"auto"`` takes ``0.2 * max(1, log10(n_classes)) * batch_size /
+        ``"auto"`` takes ``max(1, log10(n_classes)) * batch_size /
         n_samples``: one epoch then moves the same distance along the path
         whatever the size of the data set, so that the per-epoch checks see
         the peak whether an epoch has 10 steps or 1,000, and farther with
@@ -110,7 +123,10 @@ class LORTClassifier(BaseRebalancer):
         classifier.
 
     path_scores_ : ndarray of shape (n_evaluated_epochs + 1,)
-        Mean per-class training accuracy at the start and after each epoch.
+        Held-out mean per-class accuracy (see ``chosen_on_``) at the start
+        and after each epoch, pooled over the folds.
+
+    %(selection_attributes)s
 
     %(fitted_linear_attributes)s
 
@@ -130,10 +146,7 @@ class LORTClassifier(BaseRebalancer):
     Reference (Han et al., LORT): SGD with momentum 0.9, lr 5e-4 with a cosine
     schedule, 20 epochs, batch 64, no weight decay, reporting the epoch with
     the best test accuracy. Selecting on test data is not a method; this
-    class selects on training data instead. Measured on CIFAR-10-LT (ratio
-    100) the path peaked after about one epoch at lr 1e-4 and batch 64; the
-    default here takes smaller steps per epoch so the peak lies several
-    epochs in, where the per-epoch checks can find it.
+    class selects on held-out training data instead.
 
     Here ``lr`` sets how far the path goes, not how fast a loss converges: the
     step on the weights is ``lr`` divided by the mean squared norm of the
@@ -165,6 +178,7 @@ class LORTClassifier(BaseRebalancer):
         *,
         smoothing=0.98,
         n_iter_no_change=_PATIENCE,
+        cv=DEFAULT_CV,
         joint=None,
         memory=None,
         epochs=_EPOCHS,
@@ -178,6 +192,7 @@ class LORTClassifier(BaseRebalancer):
     ):
         self.smoothing = smoothing
         self.n_iter_no_change = n_iter_no_change
+        self.cv = cv
         self.joint = joint
         self.memory = memory
         self.epochs = epochs
@@ -189,61 +204,144 @@ class LORTClassifier(BaseRebalancer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _fit(self, X, y):
-        self._fit_joint_head(X, y)
+    def _rebalance(self, X, y, validation):
         device, rng = self._start_training()
-        data = self._device_features(X, y, device)
-        scores = []
-        best = {}
+        scoring_sets = list(self._scoring_sets(X, y, validation))
+        # With validation data or the training set, the one path walked is
+        # the full joint classifier's, and its best point is the fit.
+        keep_weights = self.chosen_on_ != CROSS_FITTING
+        walks = [
+            self._walk(scoring, device, _child(rng), keep_losses=keep_weights)
+            for scoring in scoring_sets
+        ]
+        scored = sum(
+            np.bincount(scoring.y_held_out, minlength=len(self.classes_))
+            for scoring in scoring_sets
+        )
+        scores, best = [], 0
+        # The folds' paths advance in lockstep, an epoch at a time, so that the
+        # pooled score of every point is known before the walk goes on.
+        for epoch in range(self.epochs + 1):
+            points = [next(walk) for walk in walks]
+            correct = sum(point.correct for point in points)
+            scores.append(float(mean_per_class_accuracy(correct, scored)))
+            if scores[-1] > scores[best]:
+                best = epoch
+            if keep_weights and best == epoch:
+                coef, intercept = points[0].weights()
+                path = points[0]
+            if epoch - best >= self.n_iter_no_change:
+                break
+        self.path_scores_ = np.asarray(scores)
+        self.best_epoch_ = best
+        if self.chosen_on_ == TRAINING_DATA:
+            self._warn_if_training_cannot_choose(
+                self.path_scores_,
+                lambda tied: "epochs " + ", ".join(map(str, tied)),
+                "where to stop",
+            )
+        if not keep_weights:
+            # Walk the full joint classifier's path to the epoch chosen.
+            full = ScoringSet(self._full_head(), X, y, None, None)
+            walk = self._walk(full, device, _child(rng), keep_losses=True)
+            path = next(walk)
+            for _ in range(best):
+                path = next(walk)
+            coef, intercept = path.weights()
+        self.loss_curve_ = path.losses()
+        self.coef_, self.intercept_ = coef, intercept
 
-        def keep_best(layer, epoch):
-            scores.append(_mean_per_class_accuracy(layer, data, self.class_counts_))
-            if scores[-1] > max(scores[:-1], default=-np.inf):
-                best.update(
-                    epoch=epoch, coef=to_numpy(layer.weight), bias=to_numpy(layer.bias)
-                )
-            return len(scores) - 1 - best["epoch"] >= self.n_iter_no_change
+    def _walk(self, scoring, device, rng, *, keep_losses):
+        """LORT's path from ``scoring``'s head on its training rows.
 
-        start = torch.nn.Linear(X.shape[1], len(self.classes_), device=device)
-        with torch.no_grad():
-            start.weight.copy_(torch.as_tensor(self.joint_coef_))
-            start.bias.copy_(torch.as_tensor(self.joint_intercept_))
-        keep_best(start, 0)
-        self._train_linear_layer(
+        Yields a :class:`_PathPoint` at the start and after each epoch, with
+        the correct predictions per class on the held-out rows (None without
+        held-out rows).
+        """
+        head = scoring.head
+        data = DeviceFeatures(
+            scoring.X_train, scoring.y_train, device, shift=head.mean, scale=head.scale
+        )
+        held_out = None
+        if scoring.X_held_out is not None:
+            held_out = DeviceFeatures(
+                scoring.X_held_out,
+                scoring.y_held_out,
+                device,
+                shift=head.mean,
+                scale=head.scale,
+            )
+        layer, step = self._linear_layer_step(
             data,
-            y,
-            sampling="instance",
-            rng=rng,
             # The path-length calibration of lr="auto" is in units of the mean
             # squared feature norm; the largest eigenvalue would rescale it
             # by up to the feature dimension.
-            curvature=mean_squared_norm(data, self.feature_mean_, self.feature_scale_),
-            lr=self._auto_lr(len(y)) if self.lr == "auto" else self.lr,
-            init=(self.joint_coef_, self.joint_intercept_),
+            curvature=mean_squared_norm(data, head.mean, head.scale),
+            lr=self._auto_lr(data.n_samples) if self.lr == "auto" else self.lr,
+            init=(head.coef, head.intercept),
             label_smoothing=self.smoothing,
-            epoch_end=lambda layer, epoch: keep_best(layer, epoch + 1),
         )
-        self.path_scores_ = np.asarray(scores)
-        self.best_epoch_ = best["epoch"]
-        self._warn_if_training_cannot_choose(
-            self.path_scores_,
-            lambda tied: "epochs " + ", ".join(map(str, tied)),
-            "where to stop",
-            "If that is epoch 0, this is the joint classifier unchanged. LORT "
-            "cannot yet choose on a held-out split; compare it with the other "
-            "re-balancers on held-out data (cross_validate or GridSearchCV).",
+        sampler = make_sampler(
+            "instance", scoring.y_train, len(self.classes_), epochs=self.epochs, rng=rng
         )
-        self.coef_, self.intercept_ = best["coef"], best["bias"]
+        settings = self._training_settings()
+        point = _PathPoint(
+            layer,
+            held_out,
+            len(self.classes_),
+            math.ceil(
+                data.n_samples / effective_batch_size(self.batch_size, data.n_samples)
+            ),
+        )
+        yield point
+        for _, loss in iter_training(step, data, sampler, **settings):
+            if keep_losses:
+                point.epoch_losses.append(loss)
+            yield point.next()
 
     def _auto_lr(self, n_samples):
         per_epoch = _PATH_PER_EPOCH * max(1.0, np.log10(len(self.classes_)))
         return per_epoch * effective_batch_size(self.batch_size, n_samples) / n_samples
 
 
-@torch.no_grad()
-def _mean_per_class_accuracy(layer, data, class_counts):
-    correct = torch.zeros(len(class_counts), device=data.device)
-    for features, labels in data.iter_all():
-        hits = layer(features).argmax(dim=1) == labels
-        correct += torch.bincount(labels[hits], minlength=len(class_counts))
-    return float((correct.cpu().numpy() / class_counts).mean())
+def _child(rng):
+    """An independent generator drawn from ``rng``."""
+    return np.random.default_rng(rng.integers(2**63 - 1))
+
+
+class _PathPoint:
+    """A point of a LORT path: the layer as it is now, scored on held-out rows."""
+
+    def __init__(self, layer, held_out, n_classes, steps_per_epoch):
+        self.layer, self.held_out, self.n_classes = layer, held_out, n_classes
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch_losses = []  # summed batch losses, on the device
+        self.correct = self._count_correct()
+
+    def next(self):
+        """The point after one more epoch (the layer was updated in place)."""
+        self.correct = self._count_correct()
+        return self
+
+    @torch.no_grad()
+    def _count_correct(self):
+        if self.held_out is None:
+            return None
+        correct = torch.zeros(
+            self.n_classes, dtype=torch.int64, device=self.layer.weight.device
+        )
+        for features, labels in self.held_out.iter_all():
+            hits = self.layer(features).argmax(dim=1) == labels
+            correct += torch.bincount(labels[hits], minlength=self.n_classes)
+        return correct.cpu().numpy()
+
+    def weights(self):
+        """The layer's weights and bias now, as float32 NumPy copies."""
+        return to_numpy(self.layer.weight), to_numpy(self.layer.bias)
+
+    def losses(self):
+        """The mean training loss of each epoch walked."""
+        if not self.epoch_losses:
+            return []
+        summed = torch.stack(self.epoch_losses).tolist()
+        return [loss / self.steps_per_epoch for loss in summed]

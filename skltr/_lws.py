@@ -11,12 +11,14 @@ from numbers import Real
 import numpy as np
 import torch
 
-from ._backend import ClassScaleSGD, feature_scaled_lr, linear_logits
+from ._backend import ClassScaleSGD, DeviceFeatures, feature_scaled_lr
 from ._base import to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
-from ._rebalance import BaseRebalancer
+from ._rebalance import DEFAULT_CV, TRAINING_REMEDY, BaseRebalancer
 from ._sampling import check_sampling, make_sampler
+from ._selection import TRAINING_DATA, mean_per_class_accuracy
+from ._warnings import warn
 
 _EPOCHS = 5
 _LR = 0.5
@@ -34,13 +36,20 @@ class LWSClassifier(BaseRebalancer):
     The joint classifier's weights and bias stay as they are; a scale f_j per
     class, starting at 1, multiplies logit j and is learned with
     class-balanced sampling. The scales undo the head bias of the weight norms
-    without a grid search.
+    without a grid search. They are learned on held-out logits (see ``cv``):
+    the logits of every training sample from the cross-fitted joint
+    classifier that did not train on it, pooled over the folds (or the
+    logits of the validation data given to ``fit``). The joint classifier
+    fits its own training set too well for its training logits to show the
+    bias to correct.
 
     Parameters
     ----------
     sampling : {"class", "instance", "sqrt", "progressive"} or float, \
 default="class"
         How training samples are drawn (see :class:`CRTClassifier`).
+
+    %(cv_parameters)s
 
     %(joint_parameters)s
 
@@ -52,6 +61,8 @@ default="class"
     ----------
     scales_ : ndarray of shape (n_classes,)
         The learned scale of each class.
+
+    %(selection_attributes)s
 
     %(fitted_linear_attributes)s
 
@@ -95,6 +106,7 @@ default="class"
         self,
         *,
         sampling="class",
+        cv=DEFAULT_CV,
         joint=None,
         memory=None,
         epochs=_EPOCHS,
@@ -107,6 +119,7 @@ default="class"
         verbose=0,
     ):
         self.sampling = sampling
+        self.cv = cv
         self.joint = joint
         self.memory = memory
         self.epochs = epochs
@@ -118,32 +131,46 @@ default="class"
         self.random_state = random_state
         self.verbose = verbose
 
-    def _fit(self, X, y):
+    def _rebalance(self, X, y, validation):
         sampling = check_sampling(self.sampling)
-        self._fit_joint_head(X, y)
         device, rng = self._start_training()
-        data = self._device_features(X, y, device)
-        coef, intercept = self._joint_tensors(device)
+        logits, labels = self._pooled_held_out_logits(X, y, validation, device)
+        if self.chosen_on_ == TRAINING_DATA:
+            self._warn_if_nothing_to_correct(logits, labels)
         scales = torch.ones(len(self.classes_), device=device)
-        with torch.no_grad():
-            squared_logit = sum(
-                float(
-                    linear_logits(features, coef, intercept).square_().mean(dim=1).sum()
-                )
-                for features, _ in data.iter_all()
-            ) / len(y)
+        # The scales act on the logits as weights act on features: the step
+        # is divided by the mean squared logit.
+        squared_logit = float(logits.square().mean(dim=1).mean())
         self._train(
             ClassScaleSGD(
                 scales,
-                coef,
-                intercept,
+                None,
+                None,
                 lr=feature_scaled_lr(self.lr, squared_logit),
                 momentum=self.momentum,
                 weight_decay=self.weight_decay,
             ),
-            data,
-            make_sampler(sampling, y, len(self.classes_), epochs=self.epochs, rng=rng),
+            DeviceFeatures(logits, labels, device),
+            make_sampler(
+                sampling, labels, len(self.classes_), epochs=self.epochs, rng=rng
+            ),
         )
         self.scales_ = to_numpy(scales)
         self.coef_ = self.scales_[:, None] * self.joint_coef_
         self.intercept_ = (self.scales_ * self.joint_intercept_).astype(np.float32)
+
+    def _warn_if_nothing_to_correct(self, logits, labels):
+        """Warn when the joint classifier classifies every training sample right.
+
+        The scales are then learned from a loss with no error in it, and stay
+        close to 1 whatever the imbalance.
+        """
+        hits = (logits.argmax(dim=1).cpu().numpy() == labels).astype(np.int64)
+        correct = np.bincount(labels, weights=hits, minlength=len(self.classes_))
+        if mean_per_class_accuracy(correct, self.class_counts_) >= 1.0:
+            warn(
+                f"{type(self).__name__} learned its scales on the training set, "
+                "but the joint classifier classifies every training sample "
+                "correctly, so there was no error for the scales to correct. "
+                f"{TRAINING_REMEDY}"
+            )

@@ -1,25 +1,52 @@
-"""What tau-norm, LWS and LORT share: a stage-1 (joint) classifier to re-balance.
+"""What the re-balancers share: a stage-1 (joint) classifier and a knob to choose.
 
 The joint classifier is fit here, or handed in by the user as a fitted
 :class:`JointClassifier`, a ``torch.nn.Linear`` or a ``(coef, intercept)``
 pair; with ``memory`` set, fitting it is cached so a grid search over the
-re-balancing parameters fits it once per fold.
+re-balancing parameters fits it once per fold. The re-balancing knob is
+chosen on held-out predictions (``_selection``): cross-fitted joint
+classifiers when the joint classifier is fit here, validation data when
+given, the training set otherwise.
 """
 
 import hashlib
+from abc import abstractmethod
+from numbers import Integral
 
 import numpy as np
 import torch
-from sklearn.base import clone
+from sklearn.base import _fit_context, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils._param_validation import HasMethods
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, check_memory
 
-from ._backend import DeviceFeatures, host_rows, iter_row_chunks
-from ._base import BaseTrainedClassifier
+from ._backend import (
+    DeviceFeatures,
+    feature_rows,
+    float64_device,
+    host_rows,
+    iter_row_chunks,
+)
+from ._base import BaseTrainedClassifier, LinearScores, validate_features
 from ._joint import JointClassifier
+from ._selection import (
+    CROSS_FITTING,
+    TRAINING_DATA,
+    VALIDATION_DATA,
+    JointHead,
+    ScoringSet,
+    held_out_folds,
+    mean_per_class_accuracy,
+    take_rows,
+)
 from ._warnings import warn
+
+#: Folds of the cross-fitted choice. Two keep the fold fits, each on half
+#: the data, to about one joint fit in all; three and five chose the same
+#: knobs on the problems measured (docs/performance.md).
+DEFAULT_CV = 2
 
 
 def _fit_joint(joint, X, y, data_key):
@@ -48,13 +75,108 @@ def _data_key(X, y):
 
 
 class BaseRebalancer(BaseTrainedClassifier):
-    """A classifier that re-balances a joint (stage-1) linear classifier."""
+    """A classifier that re-balances a joint (stage-1) linear classifier.
+
+    Subclasses implement ``_rebalance(X, y, validation)``, which sets the
+    fitted head once ``joint_coef_`` and the other joint attributes are set;
+    where it chooses a knob, it scores the candidates on the sets of
+    :meth:`_scoring_sets`.
+    """
 
     _parameter_constraints: dict = {
         **BaseTrainedClassifier._parameter_constraints,
         "joint": [None, HasMethods(["fit", "predict"]), torch.nn.Linear, tuple, list],
         "memory": [None, str, HasMethods(["cache"])],
+        "cv": [
+            None,
+            Interval(Integral, 2, None, closed="left"),
+            HasMethods(["split", "get_n_splits"]),
+        ],
     }
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Fit the joint classifier and re-balance it.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, n_features)
+            Training features; a memory-mapped array is read a chunk at a
+            time. A tensor is trained on where it is.
+        y : array-like or torch.Tensor of shape (n_samples,)
+            Class labels of any type scikit-learn accepts (ints, strings).
+        X_val : array-like or torch.Tensor of shape (n_val, n_features), \
+default=None
+            Validation features to choose the re-balancing knob on, instead
+            of cross-fitting or the training set. Given with ``y_val``.
+        y_val : array-like of shape (n_val,), default=None
+            Their labels, all among the classes of ``y``.
+
+        Returns
+        -------
+        self : object
+            The fitted classifier.
+        """
+        X, y = self._validate_training_data(X, y)
+        self._fit(X, y, self._validate_validation_data(X_val, y_val))
+        return self
+
+    def _fit(self, X, y, validation=None):
+        self._fit_joint_head(X, y)
+        self._rebalance(X, y, validation)
+
+    def _validate_validation_data(self, X_val, y_val):
+        """(X_val, encoded y_val), or None when no validation data is given."""
+        if X_val is None and y_val is None:
+            return None
+        if X_val is None or y_val is None:
+            raise ValueError(
+                "X_val and y_val go together: give both to choose on validation "
+                "data, or neither."
+            )
+        X_val, y_val = validate_features(self, X_val, y_val, reset=False)
+        known = np.isin(y_val, self.classes_)
+        if not known.all():
+            raise ValueError(
+                f"y_val has labels that y does not have: "
+                f"{np.unique(y_val[~known])[:10]}. Validation labels must be "
+                "among the training classes."
+            )
+        return X_val, np.searchsorted(self.classes_, y_val)
+
+    @abstractmethod
+    def _rebalance(self, X, y, validation):
+        """Set the fitted head from the joint one; ``validation`` may be None."""
+
+    def _stage1_estimator(self):
+        """The :class:`JointClassifier` this fit trains, or None for a fitted head."""
+        joint = self.joint
+        if isinstance(joint, FrozenEstimator):
+            joint = joint.estimator
+        if joint is None:
+            return JointClassifier(device=self.device, random_state=self.random_state)
+        if isinstance(joint, JointClassifier):
+            try:
+                check_is_fitted(joint)
+            except NotFittedError:
+                return joint
+        return None
+
+    def _fit_stage1(self, X, y):
+        """A clone of the stage-1 estimator fit on ``X`` and encoded ``y``.
+
+        With ``memory`` set, the fit is cached, keyed by the data's hash: a
+        grid search over the re-balancing parameters, or another re-balancer
+        on the same data, finds the joint fits (fold fits included) already
+        made.
+        """
+        joint = clone(self._stage1_estimator())
+        if self.memory is None:
+            # No cache to look up, so no key: hashing ImageNet-LT-size
+            # features takes a second.
+            return joint.fit(X, y)
+        fit = check_memory(self.memory).cache(_fit_joint, ignore=["X", "y"])
+        return fit(joint, X, y, _data_key(X, y))
 
     def _fit_joint_head(self, X, y):
         """Set ``joint_coef_``, ``joint_intercept_`` and the feature scaling.
@@ -79,8 +201,6 @@ class BaseRebalancer(BaseTrainedClassifier):
         joint = self.joint
         if isinstance(joint, FrozenEstimator):
             joint = joint.estimator
-        if joint is None:
-            joint = JointClassifier(device=self.device, random_state=self.random_state)
         if isinstance(joint, torch.nn.Linear):
             coef = joint.weight.detach().cpu().numpy()
             intercept = (
@@ -97,21 +217,13 @@ class BaseRebalancer(BaseTrainedClassifier):
                 )
             coef, intercept = (np.asarray(a, dtype=np.float32) for a in joint)
             return coef, intercept, None, None
-        if not isinstance(joint, JointClassifier):
+        if joint is not None and not isinstance(joint, JointClassifier):
             raise ValueError(
                 "joint must be None, a JointClassifier, a torch.nn.Linear or a "
                 f"(coef, intercept) pair; got {type(joint).__name__}."
             )
-        try:
-            check_is_fitted(joint)
-        except NotFittedError:
-            if self.memory is None:
-                # No cache to look up, so no key: hashing ImageNet-LT-size
-                # features takes a second.
-                joint = clone(joint).fit(X, y)
-            else:
-                fit = check_memory(self.memory).cache(_fit_joint, ignore=["X", "y"])
-                joint = fit(clone(joint), X, y, _data_key(X, y))
+        if self._stage1_estimator() is not None:
+            joint = self._fit_stage1(X, y)
             classes = np.arange(len(self.classes_))
         else:
             classes = self.classes_
@@ -121,6 +233,97 @@ class BaseRebalancer(BaseTrainedClassifier):
                 f"but y has the classes {self.classes_}; they must be the same."
             )
         return joint.coef_, joint.intercept_, joint.feature_mean_, joint.feature_scale_
+
+    def _full_head(self):
+        """The joint head fit on all the training data (after ``_fit_joint_head``)."""
+        return JointHead(
+            self.joint_coef_,
+            self.joint_intercept_,
+            self.feature_mean_,
+            self.feature_scale_,
+            self.class_counts_,
+        )
+
+    def _scoring_sets(self, X, y, validation):
+        """Where the knob is chosen: a generator of :class:`ScoringSet`.
+
+        Validation data when given; else, when this fit trains the joint
+        classifier and ``cv`` is not None, one set per cross-fitted fold
+        (fit one at a time, so that one fold's copy of the rows is held at
+        a time); else the training set. Sets ``chosen_on_``.
+        """
+        if validation is not None:
+            self.chosen_on_ = VALIDATION_DATA
+            return iter([ScoringSet(self._full_head(), X, y, *validation)])
+        if self.cv is None or self._stage1_estimator() is None:
+            self.chosen_on_ = TRAINING_DATA
+            return iter([ScoringSet(self._full_head(), X, y, X, y)])
+        self.chosen_on_ = CROSS_FITTING
+        rng = check_random_state(self.random_state)
+        cv = int(self.cv) if isinstance(self.cv, Integral) else self.cv
+        folds = held_out_folds(y, len(self.classes_), cv, X, rng)
+        return (self._fold_set(X, y, train, held_out) for train, held_out in folds)
+
+    def _fold_set(self, X, y, train, held_out):
+        X_train, y_train = take_rows(X, train), y[train]
+        joint = self._fit_stage1(X_train, y_train)
+        head = JointHead(
+            joint.coef_,
+            joint.intercept_,
+            joint.feature_mean_,
+            joint.feature_scale_,
+            np.bincount(y_train, minlength=len(self.classes_)),
+        )
+        return ScoringSet(head, X_train, y_train, take_rows(X, held_out), y[held_out])
+
+    def _choose_on_grid(self, X, y, validation, candidates, count_correct, *, what):
+        """Index of the candidate with the best pooled mean per-class accuracy.
+
+        ``count_correct(scoring_set)`` gives the correct predictions of the
+        set's held-out rows, per candidate and class. Sets ``chosen_on_`` and
+        returns the index (the first of equals) and every candidate's score.
+        ``what`` names the knob in the warning the training set may give.
+        """
+        correct = np.zeros((len(candidates), len(self.classes_)), dtype=np.int64)
+        scored = np.zeros(len(self.classes_), dtype=np.int64)
+        for scoring_set in self._scoring_sets(X, y, validation):
+            correct += count_correct(scoring_set)
+            scored += np.bincount(scoring_set.y_held_out, minlength=len(scored))
+        scores = mean_per_class_accuracy(correct, scored)
+        if self.chosen_on_ == TRAINING_DATA:
+            self._warn_if_training_cannot_choose(
+                scores,
+                lambda tied: (
+                    f"{what} = " + ", ".join(f"{candidates[i]:g}" for i in tied)
+                ),
+                what,
+            )
+        return int(np.argmax(scores)), scores
+
+    def _pooled_held_out_logits(self, X, y, validation, device):
+        """The joint logits of every held-out row, pooled, and their labels.
+
+        Float32 logits on ``device`` from the heads of :meth:`_scoring_sets`
+        (each row scored by a head that did not train on it, unless the
+        choice is on the training set); sets ``chosen_on_``.
+        """
+        logits, labels = [], []
+        for scoring in self._scoring_sets(X, y, validation):
+            head = scoring.head
+            scores = LinearScores(
+                head.coef,
+                head.intercept,
+                shift=head.mean,
+                scale=head.scale,
+                device=float64_device(device),
+            )
+            rows = scoring.X_held_out
+            for chunk in iter_row_chunks(rows.shape[0], max(rows.shape[1], len(y))):
+                logits.append(
+                    scores(feature_rows(rows, chunk)).to(device, torch.float32)
+                )
+            labels.append(scoring.y_held_out)
+        return torch.cat(logits), np.concatenate(labels)
 
     def _device_features(self, X, y, device):
         """Training features on the device, scaled as the joint classifier sees them."""
@@ -135,7 +338,7 @@ class BaseRebalancer(BaseTrainedClassifier):
             torch.as_tensor(self.joint_intercept_, device=device),
         )
 
-    def _warn_if_training_cannot_choose(self, scores, candidates, what, remedy):
+    def _warn_if_training_cannot_choose(self, scores, describe, what):
         """Warn when several candidates classify the whole training set right.
 
         ``scores`` are the candidates' mean per-class training accuracies, and
@@ -143,13 +346,23 @@ class BaseRebalancer(BaseTrainedClassifier):
         training set perfectly, which is common when the features have more
         dimensions than the tail classes have samples, several candidates
         score 1 and the training set cannot choose between them.
+        ``describe(indices)`` names the candidates.
         """
         perfect = np.flatnonzero(np.asarray(scores) >= 1.0)
         if len(perfect) > 1:
             warn(
-                f"{type(self).__name__} chooses {what} by mean per-class "
+                f"{type(self).__name__} chose {what} by mean per-class "
                 f"accuracy on the training set, but {len(perfect)} of the "
-                f"{len(scores)} candidates ({candidates(perfect)}) classify "
+                f"{len(scores)} candidates ({describe(perfect)}) classify "
                 "every training sample correctly, so the training set cannot "
-                f"tell them apart; the first was kept. {remedy}"
+                f"tell them apart; the first was kept. {TRAINING_REMEDY}"
             )
+
+
+#: What to do when the training set cannot choose a knob.
+TRAINING_REMEDY = (
+    "Choose on held-out data instead: pass validation data, "
+    "fit(X, y, X_val=X_val, y_val=y_val), or let the estimator fit its own "
+    "joint classifier (joint=None or an unfitted JointClassifier) with cv "
+    "set, which cross-fits it."
+)

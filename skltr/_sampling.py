@@ -132,12 +132,15 @@ class ClassAwareSampler:
         self.n_classes = n_classes
         self.rng = rng
         self.cycles = _ClassCycles(y, n_classes, rng)
+        # Classes without a sample are never visited (held-out rows may lack
+        # some classes).
+        self.present = np.flatnonzero(np.bincount(y, minlength=n_classes))
         self.class_order = np.empty(0, dtype=np.int64)
 
     def _next_classes(self, count):
         while len(self.class_order) < count:
             self.class_order = np.concatenate(
-                [self.class_order, self.rng.permutation(self.n_classes)]
+                [self.class_order, self.rng.permutation(self.present)]
             )
         visited, self.class_order = self.class_order[:count], self.class_order[count:]
         return visited

@@ -3,9 +3,9 @@
 Take the joint classifier's W and rescale each row:
 w~_j = w_j / ||w_j||^tau, logits = W~ z (bias dropped).
 tau = 0 is the joint classifier without its bias, tau = 1 plain L2
-normalisation. tau is chosen on the training set by the mean of per-class
-accuracies (appendix B.5), or learned with class-balanced sampling, everything
-else frozen.
+normalisation. tau is chosen on held-out predictions by the mean of
+per-class accuracies (METHODS.md, "Choosing a re-balancing knob on held-out
+data"), or learned with class-balanced sampling, everything else frozen.
 """
 
 from numbers import Real
@@ -14,21 +14,28 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
 
-from ._backend import (
-    feature_rows,
-    feature_scaled_lr,
-    float64_device,
-    iter_row_chunks,
-)
+from ._backend import feature_scaled_lr, float64_device
 from ._base import LinearScores
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE
-from ._rebalance import BaseRebalancer
+from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import make_sampler
+from ._selection import count_correct
 
 DEFAULT_TAU_GRID = np.round(np.linspace(0.0, 2.0, 21), 10)
 _LEARN_EPOCHS = 10
 _LEARN_LR = 0.5
+
+
+def check_tau_grid(tau_grid):
+    """``tau_grid`` as a float array; None is :data:`DEFAULT_TAU_GRID`."""
+    grid = DEFAULT_TAU_GRID if tau_grid is None else np.asarray(tau_grid, float)
+    if grid.ndim != 1 or len(grid) == 0 or not np.all(np.isfinite(grid)):
+        raise ValueError(
+            "tau_grid must be a non-empty 1-d sequence of finite floats; "
+            f"got {tau_grid!r}."
+        )
+    return grid
 
 
 def tau_normalize(coef, tau):
@@ -50,19 +57,24 @@ def correct_by_tau(
     (the CPU by default; also for Apple's MPS, which has no float64), and only
     the counts come back. Returns an (n_taus, n_classes) array.
     """
-    device = float64_device(torch.device("cpu") if device is None else device)
-    joint_logits = LinearScores(coef, shift=shift, scale=scale, device=device)
-    taus = torch.as_tensor(np.asarray(taus, dtype=np.float64), device=device)
-    coef = torch.as_tensor(np.asarray(coef, dtype=np.float64), device=device)
-    divisors = torch.linalg.vector_norm(coef, dim=1) ** taus[:, None]
-    correct = torch.zeros(len(divisors), n_classes, dtype=torch.int64, device=device)
-    for rows in iter_row_chunks(*X.shape):
-        chunk_labels = torch.as_tensor(labels[rows], device=device)
-        logits = joint_logits(feature_rows(X, rows))
-        for i, divisor in enumerate(divisors):
-            hits = torch.argmax(logits / divisor, dim=1) == chunk_labels
-            correct[i] += torch.bincount(chunk_labels[hits], minlength=n_classes)
-    return correct.cpu().numpy()
+    device = torch.device("cpu") if device is None else device
+    joint_logits = LinearScores(
+        coef, shift=shift, scale=scale, device=float64_device(device)
+    )
+    norms = np.linalg.norm(np.asarray(coef, dtype=np.float64), axis=1)
+    divisors = torch.as_tensor(
+        norms[None, :] ** np.asarray(taus, dtype=np.float64)[:, None],
+        device=float64_device(device),
+    )
+    return count_correct(
+        X,
+        labels,
+        joint_logits,
+        lambda logits, i: logits / divisors[i],
+        len(divisors),
+        n_classes,
+        device,
+    )
 
 
 @fill_doc(
@@ -84,19 +96,17 @@ class TauNormClassifier(BaseRebalancer):
     ----------
     tau : float, "auto" or "learn", default="auto"
         The normalisation power. ``"auto"`` takes the value of ``tau_grid``
-        with the best mean per-class accuracy on the training set (the
-        Decoupling paper's appendix B.5, which finds it as good as a
-        validation set), the first of equals in grid order. When the joint classifier
-        fits the training set perfectly, as it can when the features have
-        more dimensions than the tail classes have samples, several values
-        score 1 and that choice is no choice: a warning says so, and tau is
-        better chosen on held-out data (``GridSearchCV`` over ``tau``).
-        ``"learn"`` learns tau by SGD with class-balanced
-        sampling, the joint weights frozen, using the training settings below.
+        with the best mean per-class accuracy on held-out predictions of the
+        joint classifier (see ``cv``), the first of equals in grid order.
+        ``"learn"`` learns tau by SGD with class-balanced sampling on the
+        training set, the joint weights frozen, using the training settings
+        below.
 
     tau_grid : array-like of float, default=None
         The values ``"auto"`` chooses from; None is 0.0, 0.1, ..., 2.0 (the
         paper's sweep).
+
+    %(cv_parameters)s
 
     %(joint_parameters)s
 
@@ -110,9 +120,14 @@ class TauNormClassifier(BaseRebalancer):
     tau_ : float
         The tau in use.
 
+    tau_grid_ : ndarray of shape (n_taus,)
+        With ``tau="auto"``, the candidates.
+
     tau_scores_ : ndarray of shape (n_taus,)
-        With ``tau="auto"``, the mean per-class training accuracy of each
-        value of the grid.
+        With ``tau="auto"``, the held-out mean per-class accuracy of each
+        candidate (see ``chosen_on_``).
+
+    %(selection_attributes)s
 
     device_ : str
         Where tau was chosen (``"auto"``) or learned (``"learn"``); not set
@@ -169,6 +184,7 @@ class TauNormClassifier(BaseRebalancer):
         *,
         tau="auto",
         tau_grid=None,
+        cv=DEFAULT_CV,
         joint=None,
         memory=None,
         epochs=_LEARN_EPOCHS,
@@ -182,6 +198,7 @@ class TauNormClassifier(BaseRebalancer):
     ):
         self.tau = tau
         self.tau_grid = tau_grid
+        self.cv = cv
         self.joint = joint
         self.memory = memory
         self.epochs = epochs
@@ -193,10 +210,9 @@ class TauNormClassifier(BaseRebalancer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _fit(self, X, y):
-        self._fit_joint_head(X, y)
+    def _rebalance(self, X, y, validation):
         if self.tau == "auto":
-            self.tau_ = self._select_tau(X, y)
+            self.tau_ = self._choose_tau(X, y, validation)
         elif self.tau == "learn":
             self.tau_ = self._learn_tau(X, y)
         else:
@@ -204,38 +220,30 @@ class TauNormClassifier(BaseRebalancer):
         self.coef_ = tau_normalize(self.joint_coef_, self.tau_)
         self.intercept_ = np.zeros(len(self.classes_), dtype=np.float32)
 
-    def _select_tau(self, X, y):
-        grid = (
-            DEFAULT_TAU_GRID
-            if self.tau_grid is None
-            else np.asarray(self.tau_grid, float)
-        )
-        if grid.ndim != 1 or len(grid) == 0 or not np.all(np.isfinite(grid)):
-            raise ValueError(
-                "tau_grid must be a non-empty 1-d sequence of finite floats; "
-                f"got {self.tau_grid!r}."
-            )
+    def _choose_tau(self, X, y, validation):
+        grid = check_tau_grid(self.tau_grid)
         # On the device: at ImageNet-LT size the sweep is 21 passes over a
         # 115,846 x 1,000 logit matrix, seconds in NumPy on the host.
-        correct = correct_by_tau(
+        device = self._resolve_device()
+        best, self.tau_scores_ = self._choose_on_grid(
             X,
             y,
-            self.joint_coef_,
+            validation,
             grid,
-            len(self.classes_),
-            shift=self.feature_mean_,
-            scale=self.feature_scale_,
-            device=self._resolve_device(),
+            lambda scoring: correct_by_tau(
+                scoring.X_held_out,
+                scoring.y_held_out,
+                scoring.head.coef,
+                grid,
+                len(self.classes_),
+                shift=scoring.head.mean,
+                scale=scoring.head.scale,
+                device=device,
+            ),
+            what="tau",
         )
-        self.tau_scores_ = (correct / self.class_counts_).mean(axis=1)
-        self._warn_if_training_cannot_choose(
-            self.tau_scores_,
-            lambda tied: "tau = " + ", ".join(f"{tau:g}" for tau in grid[tied]),
-            "tau",
-            "Choose tau on held-out data instead: GridSearchCV over tau, or "
-            "skltr.metrics.tau_sweep on a validation split.",
-        )
-        return float(grid[np.argmax(self.tau_scores_)])
+        self.tau_grid_ = grid
+        return float(grid[best])
 
     def _learn_tau(self, X, y):
         device, rng = self._start_training()

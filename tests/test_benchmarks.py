@@ -17,10 +17,10 @@ ROWS = (
     "Joint",
     "NCM",
     "cRT",
-    "tau-norm (tau on train)",
+    "tau-norm",
     "LWS",
     "LORT",
-    "logit adjustment (post-hoc)",
+    "logit adjustment",
     "LogisticRegression (balanced)",
 )
 FIGURES = ("weight_norms.png", "tau_sweep.png", "per_class_accuracy.png")

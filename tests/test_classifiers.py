@@ -416,7 +416,8 @@ def test_memory_refits_the_joint_classifier_when_the_data_change(
         "fit",
         lambda self, X, y: fits.append(1) or original(self, X, y),
     )
-    clf = TauNormClassifier(memory=str(tmp_path), **CPU)
+    # tau given: no fold fits, only the joint classifier's.
+    clf = TauNormClassifier(tau=0.5, memory=str(tmp_path), **CPU)
     changed = X.copy()
     changed[-1, -1] += 1.0  # one value, same shape and dtype
     for features in (X, changed, np.asfortranarray(X), X):

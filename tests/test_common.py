@@ -11,6 +11,7 @@ from skltr import (
     CRTClassifier,
     FeatureExtractor,
     JointClassifier,
+    LogitAdjustedClassifier,
     LORTClassifier,
     LWSClassifier,
     NCMClassifier,
@@ -25,6 +26,7 @@ ESTIMATORS = [
     TauNormClassifier(tau="learn", device="cpu"),
     LWSClassifier(device="cpu"),
     LORTClassifier(device="cpu"),
+    LogitAdjustedClassifier(device="cpu"),
 ]
 
 # Checks a classifier is known to fail, keyed by class, each with its reason.

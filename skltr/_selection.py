@@ -1,0 +1,164 @@
+"""Choosing a re-balancing knob on held-out data (METHODS.md, same section).
+
+tau (tau-norm and logit adjustment), LWS's scales and LORT's stopping point
+are re-balancing knobs. On frozen features with more dimensions than the tail
+classes have samples, the joint classifier fits its training set, so a knob
+chosen on training predictions sees no error to correct. Cross-fitting gives
+held-out predictions without giving up training data: split the training set
+into K stratified folds, fit the joint classifier on K - 1 of them, score
+the held-out fold, pool the held-out scores of all folds and choose; then
+apply the choice to the joint classifier fit on all the data
+(``LogisticRegressionCV`` and ``CalibratedClassifierCV`` work this way).
+
+This module holds what every re-balancer's choice shares: the folds, the
+sets a knob is scored on (:class:`ScoringSet`), the per-class counting of
+correct predictions for a grid of candidates, and the mean per-class accuracy
+that picks the winner.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._backend import feature_rows, float64_device, iter_row_chunks
+
+#: Where a knob was chosen, as ``chosen_on_`` reports it.
+CROSS_FITTING = "cross-fitting"
+VALIDATION_DATA = "validation data"
+TRAINING_DATA = "training data"
+
+
+@dataclass(frozen=True)
+class JointHead:
+    """A fitted joint (stage-1) linear head, on features scaled as it saw them.
+
+    Its logits are ``((x - mean) / scale) @ coef.T + intercept``; ``mean`` and
+    ``scale`` are None for a head on the features as they are. ``class_counts``
+    are the training samples per class it was fit on (its implied prior).
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    mean: Any
+    scale: Any
+    class_counts: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScoringSet:
+    """What one knob candidate is scored with: a head, its training data, rows.
+
+    Cross-fitting gives one per fold (the fold's head, the rows it was fit on,
+    and the held-out rows); validation data gives one (the joint head, the
+    training set, the validation rows); the training-set choice gives one
+    whose ``held_out`` rows are the training rows themselves.
+    """
+
+    head: JointHead
+    X_train: Any
+    y_train: np.ndarray
+    X_held_out: Any
+    y_held_out: np.ndarray
+
+
+def held_out_folds(y, n_classes, cv, X, rng):
+    """Training and held-out row indices of each fold of ``cv``.
+
+    An int makes that many stratified folds: each class's rows, in a random
+    order drawn from ``rng``, are dealt to the folds in turn, so every fold
+    holds out about 1 / cv of every class that has enough rows. A splitter's
+    ``split(X, y)`` is used as it is.
+
+    Either way, a held-out row whose class has no row left in its fold's
+    training part moves to the training part: every fold's joint classifier
+    then knows every class (a class with a single row is never held out).
+    Folds left with nothing held out are dropped.
+
+    Returns
+    -------
+    folds : list of (ndarray, ndarray)
+        Sorted training and held-out indices of each fold.
+    """
+    if isinstance(cv, int):
+        # Rows sorted by class, in random order within each class, dealt to
+        # the folds in turn; the deal continues across classes, so the
+        # folds' sizes differ by at most one row.
+        order = np.lexsort((rng.permutation(len(y)), y))
+        fold_of = np.empty(len(y), dtype=np.int64)
+        fold_of[order] = np.arange(len(y)) % cv
+        splits = [
+            (np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k))
+            for k in range(cv)
+        ]
+    else:
+        splits = list(cv.split(X, y))
+    folds = []
+    for train, held_out in splits:
+        train, held_out = np.asarray(train), np.asarray(held_out)
+        unknown = np.bincount(y[train], minlength=n_classes)[y[held_out]] == 0
+        train = np.sort(np.concatenate([train, held_out[unknown]]))
+        held_out = np.sort(held_out[~unknown])
+        if len(held_out):
+            folds.append((train, held_out))
+    if not folds:
+        raise ValueError(
+            "Cross-fitting could not hold out any sample: every held-out "
+            "sample's class had no other sample to train on. Give each class "
+            "at least 2 samples, choose on validation data (fit(X, y, X_val, "
+            "y_val)), or choose on the training set with cv=None."
+        )
+    return folds
+
+
+def take_rows(X, indices):
+    """Rows ``indices`` of features ``X`` (an array or a tensor), where ``X`` is."""
+    if isinstance(X, torch.Tensor):
+        return X[torch.as_tensor(indices, device=X.device)]
+    return X[indices]
+
+
+def count_correct(X, labels, scores, candidate_logits, n_candidates, n_classes, device):
+    """Correct predictions per candidate and class, a chunk of rows at a time.
+
+    Parameters
+    ----------
+    X : ndarray or torch.Tensor of shape (n_samples, n_features)
+    labels : ndarray of shape (n_samples,)
+        Encoded labels.
+    scores : callable
+        The base scores of a chunk of rows (a :class:`LinearScores`), float64
+        on ``device``.
+    candidate_logits : callable
+        ``candidate_logits(scores, i)``: the logits of candidate ``i``.
+    n_candidates, n_classes : int
+    device : torch.device
+        Where the counting runs (the host for a device without float64).
+
+    Returns
+    -------
+    correct : ndarray of shape (n_candidates, n_classes)
+    """
+    device = float64_device(device)
+    correct = torch.zeros(n_candidates, n_classes, dtype=torch.int64, device=device)
+    labels = torch.as_tensor(np.asarray(labels), device=device)
+    for rows in iter_row_chunks(X.shape[0], max(X.shape[1], n_classes)):
+        chunk_labels = labels[rows]
+        base = scores(feature_rows(X, rows))
+        for i in range(n_candidates):
+            hits = torch.argmax(candidate_logits(base, i), dim=1) == chunk_labels
+            correct[i] += torch.bincount(chunk_labels[hits], minlength=n_classes)
+    return correct.cpu().numpy()
+
+
+def mean_per_class_accuracy(correct, scored):
+    """Mean over the scored classes of correct / scored, per candidate.
+
+    ``correct`` is (n_candidates, n_classes) or (n_classes,); ``scored`` the
+    rows scored per class. Classes with no scored row are left out of the
+    mean (with cross-fitting, a class with one sample is never held out).
+    """
+    scored = np.asarray(scored)
+    kept = scored > 0
+    return (np.asarray(correct)[..., kept] / scored[kept]).mean(axis=-1)

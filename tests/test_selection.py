@@ -1,0 +1,210 @@
+"""Choosing the re-balancing knob on held-out data: cross-fitting and validation."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import GridSearchCV, KFold
+
+from skltr import (
+    JointClassifier,
+    LogitAdjustedClassifier,
+    LORTClassifier,
+    LWSClassifier,
+    TauNormClassifier,
+)
+from skltr._selection import held_out_folds
+from skltr.datasets import make_long_tailed_features
+
+CPU = {"device": "cpu", "random_state": 0}
+REBALANCERS = [
+    TauNormClassifier,
+    LWSClassifier,
+    LORTClassifier,
+    LogitAdjustedClassifier,
+]
+
+
+@pytest.fixture(scope="module")
+def overfit_problem():
+    """More dimensions than the tail has samples: the joint fits its training set."""
+    return make_long_tailed_features(
+        600, 64, 10, imbalance_ratio=50, n_test_per_class=200, random_state=0
+    )
+
+
+class MarkedJoint(JointClassifier):
+    """A joint classifier that records which rows (by their id column) it fit on."""
+
+    trained_on = []
+
+    def fit(self, X, y):
+        super().fit(X, y)
+        MarkedJoint.trained_on.append((self.coef_, set(np.asarray(X)[:, 0])))
+        return self
+
+
+@pytest.mark.parametrize("cv", [2, 3, KFold(4, shuffle=True, random_state=1)])
+def test_no_sample_is_scored_by_a_joint_classifier_that_trained_on_it(cv):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), [40, 12, 5, 1])
+    # Column 0 is a row id: the marking that follows each row into every fold.
+    X = np.column_stack([np.arange(len(y)), rng.normal(size=(len(y), 3))])
+    X = X.astype(np.float64)
+    MarkedJoint.trained_on.clear()
+    clf = TauNormClassifier(cv=cv, joint=MarkedJoint(**CPU), **CPU)
+    clf.classes_, clf.class_counts_ = np.arange(4), np.bincount(y)
+    scored = []
+    for scoring in clf._scoring_sets(X, y, None):
+        (trained,) = [
+            ids for coef, ids in MarkedJoint.trained_on if coef is scoring.head.coef
+        ]
+        held_out = set(scoring.X_held_out[:, 0])
+        assert not held_out & trained
+        # LORT walks each fold's path on the rows its head trained on.
+        assert set(scoring.X_train[:, 0]) == trained
+        assert set(np.bincount(scoring.y_train, minlength=4).nonzero()[0]) == {
+            0,
+            1,
+            2,
+            3,
+        }
+        scored += sorted(held_out)
+    assert clf.chosen_on_ == "cross-fitting"
+    # Every sample is scored once, except the single sample of class 3,
+    # which every fold needs for training.
+    assert sorted(scored) == sorted(set(range(len(y))) - {len(y) - 1})
+
+
+def test_folds_are_stratified_and_keep_every_class_in_training():
+    y = np.repeat(np.arange(3), [10, 3, 1])
+    folds = held_out_folds(y, 3, 3, None, np.random.default_rng(0))
+    for train, held_out in folds:
+        assert np.bincount(y[held_out], minlength=3)[0] in (3, 4)
+        assert set(y[train]) == {0, 1, 2}
+        assert not set(train) & set(held_out)
+    # Two folds: the class of 3 samples is held out where it can be.
+    assert sum(np.bincount(y[h], minlength=3)[1] for _, h in folds) == 3
+    with pytest.raises(ValueError, match="could not hold out any sample"):
+        held_out_folds(np.arange(3), 3, 2, None, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
+def test_cross_fitting_beats_the_training_set_where_the_joint_overfits(
+    estimator, overfit_problem
+):
+    X, X_test, y, y_test = overfit_problem
+    joint = JointClassifier(**CPU).fit(X, y)
+    assert balanced_accuracy_score(y, joint.predict(X)) == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the training set cannot choose
+        on_train = estimator(cv=None, **CPU).fit(X, y)
+    assert on_train.chosen_on_ == "training data"
+    crossed = estimator(**CPU).fit(X, y)
+    assert crossed.chosen_on_ == "cross-fitting"
+    np.testing.assert_array_equal(crossed.joint_coef_, joint.coef_)
+
+    def score(clf):
+        return balanced_accuracy_score(y_test, clf.predict(X_test))
+
+    assert score(crossed) > score(on_train) + 0.01
+    assert score(crossed) > score(joint) + 0.01
+
+
+@pytest.mark.parametrize(
+    "estimator", [TauNormClassifier, LogitAdjustedClassifier], ids=lambda c: c.__name__
+)
+def test_the_tau_chosen_is_close_to_the_best_on_a_large_test_set(
+    estimator, overfit_problem
+):
+    X, X_test, y, y_test = overfit_problem
+    clf = estimator(**CPU).fit(X, y)
+    joint = JointClassifier(**CPU).fit(X, y)  # the same as clf's
+    on_test = []
+    for tau in clf.tau_grid_:
+        fixed = estimator(tau=tau, joint=FrozenEstimator(joint), **CPU).fit(X, y)
+        on_test.append(balanced_accuracy_score(y_test, fixed.predict(X_test)))
+    assert clf.tau_ > 0
+    assert balanced_accuracy_score(y_test, clf.predict(X_test)) >= max(on_test) - 0.015
+
+
+def test_validation_data_choose_for_a_head_handed_in(overfit_problem):
+    X, X_test, y, y_test = overfit_problem
+    joint = JointClassifier(**CPU).fit(X, y)
+    X_val, y_val = X_test[::2], y_test[::2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about
+        clf = LogitAdjustedClassifier(joint=joint, **CPU).fit(
+            X, y, X_val=X_val, y_val=y_val
+        )
+    assert clf.chosen_on_ == "validation data"
+    by_hand = [
+        balanced_accuracy_score(
+            y_val,
+            LogitAdjustedClassifier(tau=tau, joint=joint, **CPU)
+            .fit(X, y)
+            .predict(X_val),
+        )
+        for tau in clf.tau_grid_
+    ]
+    np.testing.assert_allclose(clf.tau_scores_, by_hand)
+    lort = LORTClassifier(joint=joint, **CPU).fit(X, y, X_val=X_val, y_val=y_val)
+    assert lort.chosen_on_ == "validation data"
+    assert lort.path_scores_[lort.best_epoch_] == lort.path_scores_.max()
+
+
+def test_validation_data_errors(overfit_problem):
+    X, X_test, y, y_test = overfit_problem
+    clf = TauNormClassifier(**CPU)
+    with pytest.raises(ValueError, match="X_val and y_val go together"):
+        clf.fit(X, y, X_val=X_test)
+    with pytest.raises(ValueError, match="labels that y does not have: \\[99\\]"):
+        clf.fit(X, y, X_val=X_test[:3], y_val=[0, 1, 99])
+    with pytest.raises(ValueError, match="features"):
+        clf.fit(X, y, X_val=X_test[:, :5], y_val=y_test)
+
+
+@pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
+def test_small_classes_and_odd_splitters_work(estimator):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), [30, 6, 2, 1])
+    X = rng.normal(size=(len(y), 5)) + 3.0 * np.eye(4, 5)[y]
+    # More folds than most classes have samples; a class with one sample; a
+    # splitter blind to the classes.
+    for cv in (5, KFold(3)):
+        clf = estimator(cv=cv, **CPU).fit(X, y)
+        assert np.isfinite(clf.predict_proba(X)).all()
+    with pytest.raises(ValueError, match="'cv' parameter"):
+        estimator(cv=1, **CPU).fit(X, y)
+
+
+def test_memory_caches_the_fold_fits(overfit_problem, tmp_path, monkeypatch):
+    X, _, y, _ = overfit_problem
+    fits = []
+    original = JointClassifier.fit
+
+    def counting_fit(self, X, y):
+        fits.append(len(y))
+        return original(self, X, y)
+
+    monkeypatch.setattr(JointClassifier, "fit", counting_fit)
+    grid = {"tau": [0.5, 1.0, "auto"]}
+    search = GridSearchCV(
+        LogitAdjustedClassifier(memory=str(tmp_path), **CPU), grid, cv=3, refit=False
+    )
+    search.fit(X, y)
+    # Per outer fold: the joint classifier and the two fold fits of "auto".
+    assert len(fits) == 3 * 3
+    fits.clear()
+    search.fit(X, y)
+    assert fits == []
+    # Another re-balancer on the same data finds the fits made.
+    TauNormClassifier(memory=str(tmp_path), **CPU).fit(X, y)
+    assert len(fits) == 3
+    fits.clear()
+    LWSClassifier(memory=str(tmp_path), **CPU).fit(X, y)
+    assert fits == []
+    GridSearchCV(LogitAdjustedClassifier(**CPU), grid, cv=3, refit=False).fit(X, y)
+    assert len(fits) == 3 * (1 + 1 + 3)
