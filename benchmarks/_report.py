@@ -14,8 +14,9 @@ def markdown(summary, rows):
         f"Backbone: {summary['backbone']}; {summary['feature_dimension']}-d features.",
         f"Shot splits by training samples: Many n > {many}, Medium "
         f"{few} <= n <= {many}, Few n < {few}. Balanced test accuracy (%), the "
-        "mean of per-class accuracies; fit time in seconds (the re-balancers of "
-        "the joint classifier exclude its fit).",
+        "mean of per-class accuracies; fit time in seconds (the re-balancers' "
+        "include their own joint fit and the cross-fitted choice of their "
+        "knob; the row chosen on val re-balances the Joint row's classifier).",
         "",
         "| classifier | Many | Medium | Few | All | fit (s) |",
         "|---|---:|---:|---:|---:|---:|",
