@@ -14,7 +14,6 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 
 from ._backend import float64_device
-from ._base import LinearScores
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._selection import count_correct
@@ -37,9 +36,7 @@ def correct_by_adjustment(X, labels, head, taus, n_classes, device):
     array.
     """
     device = float64_device(device)
-    scores = LinearScores(
-        head.coef, head.intercept, shift=head.mean, scale=head.scale, device=device
-    )
+    scores = head.scores(device)
     offsets = torch.as_tensor(
         np.outer(np.asarray(taus, dtype=np.float64), log_prior(head.class_counts)),
         device=device,

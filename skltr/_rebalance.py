@@ -29,7 +29,7 @@ from ._backend import (
     host_rows,
     iter_row_chunks,
 )
-from ._base import BaseTrainedClassifier, LinearScores, validate_features
+from ._base import BaseTrainedClassifier, validate_features
 from ._joint import JointClassifier
 from ._selection import (
     CROSS_FITTING,
@@ -47,6 +47,15 @@ from ._warnings import warn
 #: the data, to about one joint fit in all; three and five chose the same
 #: knobs on the problems measured (docs/performance.md).
 DEFAULT_CV = 2
+
+
+#: What to do when the training set cannot choose a knob.
+TRAINING_REMEDY = (
+    "Choose on held-out data instead: pass validation data, "
+    "fit(X, y, X_val=X_val, y_val=y_val), or let the estimator fit its own "
+    "joint classifier (joint=None or an unfitted JointClassifier) with cv "
+    "set, which cross-fits it."
+)
 
 
 def _fit_joint(joint, X, y, data_key):
@@ -260,8 +269,7 @@ default=None
             return iter([ScoringSet(self._full_head(), X, y, X, y)])
         self.chosen_on_ = CROSS_FITTING
         rng = check_random_state(self.random_state)
-        cv = int(self.cv) if isinstance(self.cv, Integral) else self.cv
-        folds = held_out_folds(y, len(self.classes_), cv, X, rng)
+        folds = held_out_folds(y, len(self.classes_), self.cv, X, rng)
         return (self._fold_set(X, y, train, held_out) for train, held_out in folds)
 
     def _fold_set(self, X, y, train, held_out):
@@ -309,19 +317,12 @@ default=None
         """
         logits, labels = [], []
         for scoring in self._scoring_sets(X, y, validation):
-            head = scoring.head
-            scores = LinearScores(
-                head.coef,
-                head.intercept,
-                shift=head.mean,
-                scale=head.scale,
-                device=float64_device(device),
-            )
+            scores = scoring.head.scores(float64_device(device))
             rows = scoring.X_held_out
-            for chunk in iter_row_chunks(rows.shape[0], max(rows.shape[1], len(y))):
-                logits.append(
-                    scores(feature_rows(rows, chunk)).to(device, torch.float32)
-                )
+            width = max(rows.shape[1], len(self.classes_))
+            for chunk in iter_row_chunks(rows.shape[0], width):
+                chunk_logits = scores(feature_rows(rows, chunk))
+                logits.append(chunk_logits.to(device, torch.float32))
             labels.append(scoring.y_held_out)
         return torch.cat(logits), np.concatenate(labels)
 
@@ -329,13 +330,6 @@ default=None
         """Training features on the device, scaled as the joint classifier sees them."""
         return DeviceFeatures(
             X, y, device, shift=self.feature_mean_, scale=self.feature_scale_
-        )
-
-    def _joint_tensors(self, device):
-        """The joint weights and bias as tensors on ``device``."""
-        return (
-            torch.as_tensor(self.joint_coef_, device=device),
-            torch.as_tensor(self.joint_intercept_, device=device),
         )
 
     def _warn_if_training_cannot_choose(self, scores, describe, what):
@@ -357,12 +351,3 @@ default=None
                 "every training sample correctly, so the training set cannot "
                 f"tell them apart; the first was kept. {TRAINING_REMEDY}"
             )
-
-
-#: What to do when the training set cannot choose a knob.
-TRAINING_REMEDY = (
-    "Choose on held-out data instead: pass validation data, "
-    "fit(X, y, X_val=X_val, y_val=y_val), or let the estimator fit its own "
-    "joint classifier (joint=None or an unfitted JointClassifier) with cv "
-    "set, which cross-fits it."
-)

@@ -17,12 +17,14 @@ that picks the winner.
 """
 
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 import torch
 
 from ._backend import feature_rows, float64_device, iter_row_chunks
+from ._base import LinearScores
 
 #: Where a knob was chosen, as ``chosen_on_`` reports it.
 CROSS_FITTING = "cross-fitting"
@@ -44,6 +46,12 @@ class JointHead:
     mean: Any
     scale: Any
     class_counts: np.ndarray
+
+    def scores(self, device):
+        """Its logits of a chunk of rows, as a :class:`LinearScores` on ``device``."""
+        return LinearScores(
+            self.coef, self.intercept, shift=self.mean, scale=self.scale, device=device
+        )
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ def held_out_folds(y, n_classes, cv, X, rng):
     folds : list of (ndarray, ndarray)
         Sorted training and held-out indices of each fold.
     """
-    if isinstance(cv, int):
+    if isinstance(cv, Integral):
         # Rows sorted by class, in random order within each class, dealt to
         # the folds in turn; the deal continues across classes, so the
         # folds' sizes differ by at most one row.
