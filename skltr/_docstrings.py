@@ -70,7 +70,7 @@ memory : str, joblib.Memory or None, default=None
     once per candidate. A string is a cache directory.
 """,
     "cv_parameters": """
-cv : int, cross-validation splitter or None, default=2
+cv : int, cross-validation splitter or None, default=%(cv)s
     How the re-balancing knob is chosen when this estimator fits its own
     joint classifier (``joint`` None or an unfitted
     :class:`JointClassifier`): on held-out predictions, by cross-fitting.

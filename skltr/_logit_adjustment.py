@@ -52,7 +52,7 @@ def correct_by_adjustment(X, labels, head, taus, n_classes, device):
     )
 
 
-@fill_doc()
+@fill_doc(cv=DEFAULT_CV)
 class LogitAdjustedClassifier(BaseRebalancer):
     """Post-hoc logit adjustment: the joint logits minus tau times the log prior.
 

@@ -69,6 +69,7 @@ def retargeted_labels(y, n_classes, smoothing):
 
 
 @fill_doc(
+    cv=DEFAULT_CV,
     epochs=_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr='"auto"',

@@ -25,6 +25,7 @@ _LR = 0.5
 
 
 @fill_doc(
+    cv=DEFAULT_CV,
     epochs=_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=_LR,

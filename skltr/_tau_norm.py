@@ -78,6 +78,7 @@ def correct_by_tau(
 
 
 @fill_doc(
+    cv=DEFAULT_CV,
     epochs=_LEARN_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=_LEARN_LR,

@@ -208,3 +208,16 @@ def test_memory_caches_the_fold_fits(overfit_problem, tmp_path, monkeypatch):
     assert fits == []
     GridSearchCV(LogitAdjustedClassifier(**CPU), grid, cv=3, refit=False).fit(X, y)
     assert len(fits) == 3 * (1 + 1 + 3)
+
+
+@pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
+def test_a_head_handed_in_without_validation_data_warns_where_training_cannot_choose(
+    estimator, overfit_problem
+):
+    X, _, y, _ = overfit_problem
+    joint = JointClassifier(**CPU).fit(X, y)
+    with pytest.warns(UserWarning, match="training set.*pass validation data") as w:
+        clf = estimator(joint=joint, **CPU).fit(X, y)
+    assert clf.chosen_on_ == "training data"
+    # The warning points at the line that called fit, not into skltr.
+    assert {record.filename for record in w} == {__file__}
