@@ -177,7 +177,7 @@ def test_classifier_speed_reports_every_classifier_against_the_peer():
         "--epoch-fits", "1,3", "--repeats", "2", "--settle", "0",
     )  # fmt: skip
     assert "| peer: scaler + LogisticRegression(balanced) |" in out
-    for name in ("Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT"):
+    for name in ("Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT", "LogitAdjusted"):
         assert f"| {name}Classifier (defaults) |" in out
     assert "| CRTClassifier (defaults), X a tensor already on cpu |" in out
     assert "| predict_proba, " in out
@@ -203,6 +203,26 @@ def test_classifier_speed_runs_on_features_from_a_file(tmp_path):
     assert "40 test rows" in out
     assert "| CRTClassifier (defaults) |" in out
     assert "| JointClassifier (defaults) |" not in out
+
+
+def test_peer_check_scores_every_classifier_against_the_peer(tmp_path):
+    from skltr.datasets import make_long_tailed_features
+
+    X, X_test, y, y_test = make_long_tailed_features(
+        400, 12, 4, imbalance_ratio=10, n_test_per_class=20, random_state=1
+    )
+    np.savez(tmp_path / "f.npz", X_train=X, y_train=y, X_test=X_test, y_test=y_test)
+    out = run_script(
+        "peer_check.py", "--features", str(tmp_path / "f.npz"), "--no-gaussians"
+    )
+    header, _, row = out.splitlines()[:3]
+    assert header.split(" | ")[1:4] == ["peer", "Joint", "cRT"]
+    assert "logit adjustment" in header and "tau-norm, best tau on test" in header
+    cells = row.split(" | ")
+    assert cells[0] == "| f.npz"
+    # One accuracy per column, and the margin of the worst re-balancer.
+    assert len(cells) == len(header.split(" | "))
+    assert "Worst re-balancer minus the peer: mean" in out
 
 
 def test_extraction_speed_reports_each_precision_against_the_peer():
