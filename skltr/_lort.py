@@ -15,14 +15,18 @@ held-out scores are pooled epoch by epoch, and the full joint classifier
 walks to the best epoch.
 """
 
-import math
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backend import DeviceFeatures, effective_batch_size, iter_training
+from ._backend import (
+    DeviceFeatures,
+    effective_batch_size,
+    iter_training,
+    steps_per_epoch,
+)
 from ._base import mean_squared_norm, to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE
@@ -290,9 +294,7 @@ class LORTClassifier(BaseRebalancer):
             layer,
             held_out,
             len(self.classes_),
-            math.ceil(
-                data.n_samples / effective_batch_size(self.batch_size, data.n_samples)
-            ),
+            steps_per_epoch(data.n_samples, self.batch_size),
         )
         yield point
         for _, loss in iter_training(step, data, sampler, **settings):

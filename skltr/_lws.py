@@ -88,10 +88,11 @@ default="class"
     -----
     Reference (Kang et al., ICLR 2020): 5 epochs, lr 0.2 at batch 512, weight
     decay 5e-4, cosine schedule; here 20 epochs, which cost little, since the
-    scales are trained on precomputed logits rather than through the features. Here the step on f_j is divided by the mean
-    squared joint logit, as the step on feature weights is divided by the mean
-    squared feature norm (see :class:`JointClassifier`): f acts on the logits
-    through the joint logits as weights act through the features.
+    scales are trained on precomputed logits rather than through the
+    features. The step on f_j is divided by the mean squared joint logit, as
+    the step on feature weights is divided by the mean squared feature norm
+    (see :class:`JointClassifier`): f acts on the logits through the joint
+    logits as weights act through the features.
 
     Examples
     --------
