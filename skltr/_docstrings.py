@@ -85,7 +85,10 @@ cv : int, cross-validation splitter or None, default=%(cv)s
     single sample is always trained on and never scored. ``None`` chooses on
     the training set itself (the Decoupling paper's appendix B.5), as does a
     joint classifier handed in fitted. Validation data given to ``fit``
-    (``X_val``, ``y_val``) takes precedence over both.
+    (``X_val``, ``y_val``) takes precedence over both. Each fold's rows are
+    copied where the features are (a memory-mapped array's into memory):
+    with ``cv=2``, half the training set at a time, and for LORT, whose
+    folds advance together, all of it.
 """,
     "selection_attributes": """
 chosen_on_ : {"cross-fitting", "validation data", "training data"}
