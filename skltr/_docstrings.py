@@ -192,6 +192,8 @@ def fill_doc(**values):
     """
 
     def decorate(cls):
+        if cls.__doc__ is None:  # python -OO strips docstrings
+            return cls
         fragments = {}
         for name, text in _FRAGMENTS.items():
             text = textwrap.dedent(text).strip("\n")

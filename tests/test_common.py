@@ -86,3 +86,21 @@ def test_every_estimator_is_exported(estimator):
     import skltr
 
     assert type(estimator).__name__ in skltr.__all__
+
+
+def test_the_package_imports_and_fits_under_python_OO():
+    # python -OO strips docstrings, which the shared docstring fragments fill.
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, skltr, skltr.metrics, skltr.datasets;"
+        "X = np.random.default_rng(0).normal(size=(60, 4));"
+        "y = np.repeat([0, 1, 2], 20);"
+        "print(skltr.TauNormClassifier(device='cpu').fit(X, y).predict(X).shape)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-OO", "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(60,)"
