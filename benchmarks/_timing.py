@@ -40,3 +40,21 @@ def timed_fit(estimator, X, y, repeats=1, settle=0.0):
     ``estimator`` is left fitted.
     """
     return timed_calls(estimator.fit, X, y, repeats=repeats, settle=settle)
+
+
+def timed_fit_against(reference, estimator, X, y, repeats=1, settle=0.0):
+    """Median seconds of ``repeats`` fits of ``estimator``, each right after a
+    fit of ``reference``, and the median ratio of each pair's times.
+
+    The ratio of fits made back to back holds still where the machine's speed
+    drifts between runs (a third, on a shared 2-core machine), as separate
+    medians do not. Both estimators are left fitted.
+    """
+    seconds, ratios = [], []
+    for _ in range(repeats):
+        time.sleep(settle)
+        _, reference_seconds = timed(reference.fit, X, y)
+        time.sleep(settle)
+        seconds.append(timed(estimator.fit, X, y)[1])
+        ratios.append(seconds[-1] / reference_seconds)
+    return float(np.median(seconds)), float(np.median(ratios))
