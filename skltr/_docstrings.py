@@ -90,6 +90,20 @@ cv : int, cross-validation splitter or None, default=%(cv)s
     with ``cv=2``, half the training set at a time, and for LORT, whose
     folds advance together, all of it.
 """,
+    "tau_choice_attributes": """
+tau_ : float
+    The tau in use.
+
+tau_grid_ : ndarray of shape (n_taus,)
+    With ``tau="auto"``, the candidates.
+
+tau_scores_ : ndarray of shape (n_taus,)
+    With ``tau="auto"``, the held-out mean per-class accuracy of each
+    candidate (see ``chosen_on_``).
+
+chosen_on_ : {"cross-fitting", "validation data", "training data"}
+    With ``tau="auto"``, where tau was chosen (see ``cv``).
+""",
     "selection_attributes": """
 chosen_on_ : {"cross-fitting", "validation data", "training data"}
     Where the re-balancing knob was chosen (see ``cv``); not set when no

@@ -86,17 +86,7 @@ class LogitAdjustedClassifier(BaseRebalancer):
 
     Attributes
     ----------
-    tau_ : float
-        The tau in use.
-
-    tau_grid_ : ndarray of shape (n_taus,)
-        With ``tau="auto"``, the candidates.
-
-    tau_scores_ : ndarray of shape (n_taus,)
-        With ``tau="auto"``, the held-out mean per-class accuracy of each
-        candidate (see ``chosen_on_``).
-
-    %(selection_attributes)s
+    %(tau_choice_attributes)s
 
     %(fitted_linear_attributes)s
 
