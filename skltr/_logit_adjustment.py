@@ -17,7 +17,6 @@ from ._backend import float64_device
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._selection import count_correct
-from ._tau_norm import check_tau_grid
 
 
 def log_prior(class_counts):
@@ -145,14 +144,11 @@ class LogitAdjustedClassifier(BaseRebalancer):
 
     def _rebalance(self, X, y, validation):
         if self.tau == "auto":
-            grid = check_tau_grid(self.tau_grid)
-            device = self._resolve_device()
-            best, self.tau_scores_ = self._choose_on_grid(
+            self.tau_ = self._choose_tau(
                 X,
                 y,
                 validation,
-                grid,
-                lambda scoring: correct_by_adjustment(
+                lambda scoring, grid, device: correct_by_adjustment(
                     scoring.X_held_out,
                     scoring.y_held_out,
                     scoring.head,
@@ -160,10 +156,7 @@ class LogitAdjustedClassifier(BaseRebalancer):
                     len(self.classes_),
                     device,
                 ),
-                what="tau",
             )
-            self.tau_grid_ = grid
-            self.tau_ = float(grid[best])
         else:
             self.tau_ = float(self.tau)
         self.coef_ = self.joint_coef_

@@ -26,6 +26,10 @@ import torch
 from ._backend import feature_rows, float64_device, iter_row_chunks
 from ._base import LinearScores
 
+#: The tau candidates of tau-norm and logit adjustment: 0.0, 0.1, ..., 2.0,
+#: the Decoupling paper's sweep.
+DEFAULT_TAU_GRID = np.round(np.linspace(0.0, 2.0, 21), 10)
+
 #: Where a knob was chosen, as ``chosen_on_`` reports it.
 CROSS_FITTING = "cross-fitting"
 VALIDATION_DATA = "validation data"
@@ -69,6 +73,17 @@ class ScoringSet:
     y_train: np.ndarray
     X_held_out: Any
     y_held_out: np.ndarray
+
+
+def check_tau_grid(tau_grid):
+    """``tau_grid`` as a float array; None is :data:`DEFAULT_TAU_GRID`."""
+    grid = DEFAULT_TAU_GRID if tau_grid is None else np.asarray(tau_grid, float)
+    if grid.ndim != 1 or len(grid) == 0 or not np.all(np.isfinite(grid)):
+        raise ValueError(
+            "tau_grid must be a non-empty 1-d sequence of finite floats; "
+            f"got {tau_grid!r}."
+        )
+    return grid
 
 
 def held_out_folds(y, n_classes, cv, X, rng):

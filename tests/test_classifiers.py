@@ -23,7 +23,8 @@ from skltr import (
     TauNormClassifier,
 )
 from skltr._lort import retargeted_labels
-from skltr._tau_norm import DEFAULT_TAU_GRID, correct_by_tau
+from skltr._selection import DEFAULT_TAU_GRID
+from skltr._tau_norm import correct_by_tau
 from skltr.datasets import make_long_tailed_features
 
 CPU = {"device": "cpu", "random_state": 0}
