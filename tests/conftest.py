@@ -66,3 +66,20 @@ def chunks_of(monkeypatch):
         return passes
 
     return use
+
+
+@pytest.fixture
+def joint_fits(monkeypatch):
+    """The training-set sizes of the JointClassifier fits made until the test ends
+    (a list that grows as they are made; cached fits are not made)."""
+    from skltr import JointClassifier
+
+    fits = []
+    original = JointClassifier.fit
+
+    def counting_fit(self, X, y):
+        fits.append(len(y))
+        return original(self, X, y)
+
+    monkeypatch.setattr(JointClassifier, "fit", counting_fit)
+    return fits

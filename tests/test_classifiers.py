@@ -381,17 +381,10 @@ def test_grid_search_over_tau_in_a_pipeline(long_tailed):
 
 
 def test_memory_fits_the_joint_classifier_once_per_fold(
-    long_tailed, tmp_path, monkeypatch
+    long_tailed, tmp_path, joint_fits
 ):
     X, y, _, _ = long_tailed
-    fits = []
-    original = JointClassifier.fit
-
-    def counting_fit(self, X, y):
-        fits.append(len(y))
-        return original(self, X, y)
-
-    monkeypatch.setattr(JointClassifier, "fit", counting_fit)
+    fits = joint_fits
     taus = np.linspace(0, 2, 21)
     GridSearchCV(
         TauNormClassifier(memory=str(tmp_path), **CPU), {"tau": taus}, cv=3, refit=False
@@ -405,18 +398,12 @@ def test_memory_fits_the_joint_classifier_once_per_fold(
 
 
 def test_memory_refits_the_joint_classifier_when_the_data_change(
-    long_tailed, tmp_path, monkeypatch
+    long_tailed, tmp_path, joint_fits
 ):
     from skltr._rebalance import _data_key
 
     X, y, _, _ = long_tailed
-    fits = []
-    original = JointClassifier.fit
-    monkeypatch.setattr(
-        JointClassifier,
-        "fit",
-        lambda self, X, y: fits.append(1) or original(self, X, y),
-    )
+    fits = joint_fits
     # tau given: no fold fits, only the joint classifier's.
     clf = TauNormClassifier(tau=0.5, memory=str(tmp_path), **CPU)
     changed = X.copy()

@@ -180,16 +180,9 @@ def test_small_classes_and_odd_splitters_work(estimator):
         estimator(cv=1, **CPU).fit(X, y)
 
 
-def test_memory_caches_the_fold_fits(overfit_problem, tmp_path, monkeypatch):
+def test_memory_caches_the_fold_fits(overfit_problem, tmp_path, joint_fits):
     X, _, y, _ = overfit_problem
-    fits = []
-    original = JointClassifier.fit
-
-    def counting_fit(self, X, y):
-        fits.append(len(y))
-        return original(self, X, y)
-
-    monkeypatch.setattr(JointClassifier, "fit", counting_fit)
+    fits = joint_fits
     grid = {"tau": [0.5, 1.0, "auto"]}
     search = GridSearchCV(
         LogitAdjustedClassifier(memory=str(tmp_path), **CPU), grid, cv=3, refit=False
