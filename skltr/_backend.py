@@ -9,6 +9,7 @@ form of a linear layer's cross-entropy).
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
@@ -120,7 +121,20 @@ def feature_scaled_lr(lr, curvature):
     for any ``lr`` below about 7. The objective, and so the weight decay in
     it, is unchanged.
     """
-    return lr / max(float(curvature), np.finfo(np.float32).tiny)
+    curvature = float(curvature)
+    # Zero curvature: the features are all zero (every column constant, once
+    # centred), the weights get no gradient and any finite step will do.
+    return lr / curvature if curvature > 0 else lr
+
+
+@dataclass(frozen=True)
+class ColumnStatistics:
+    """Per-feature statistics of a pass over features (float64 arrays)."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
 
 
 class DeviceFeatures:
@@ -208,22 +222,38 @@ class DeviceFeatures:
         return out
 
     def moments(self):
-        """Per-feature mean and variance of the features as given, float64.
+        """Per-feature mean and variance of the features as given, float64."""
+        statistics = self.column_statistics()
+        return statistics.mean, statistics.var
+
+    def column_statistics(self):
+        """Per-feature mean, variance, minimum and maximum, as given, float64.
 
         One pass, a chunk of rows at a time, where the features are (on the
         accelerator when they are resident there): each chunk's mean and
         variance in float32, merged in float64 by the pairwise update of Chan,
-        Golub and LeVeque (on the host for a device without float64).
+        Golub and LeVeque (on the host for a device without float64). The
+        minimum and maximum are exact: they tell a constant column from one
+        whose float32 variance is only rounding.
 
         A chunk's variance is the mean of its centred squares, not
         ``torch.var_mean``, which on the CPU took 3.7 times as long: at
         ImageNet-LT size (float32) on 2 cores, 0.38 s against 1.44 s.
+
+        Returns
+        -------
+        ColumnStatistics
         """
         merged_on = float64_device(self.device)
         mean = torch.zeros(self.n_features, dtype=torch.float64, device=merged_on)
         squares = torch.zeros_like(mean)
+        low = torch.full_like(mean, np.inf)
+        high = torch.full_like(mean, -np.inf)
         count = 0
         for _, chunk in self.raw_chunks():
+            chunk_low, chunk_high = torch.aminmax(chunk, dim=0)
+            low = torch.minimum(low, chunk_low.to(merged_on, torch.float64))
+            high = torch.maximum(high, chunk_high.to(merged_on, torch.float64))
             rows = chunk.float()
             chunk_mean = rows.mean(dim=0)
             # Float32 rows are the features themselves: centre a copy of them.
@@ -234,7 +264,9 @@ class DeviceFeatures:
             mean += delta * (n / total)
             squares += chunk_var * n + delta.square() * (count * n / total)
             count = total
-        return mean.cpu().numpy(), (squares / count).cpu().numpy()
+        return ColumnStatistics(
+            *(v.cpu().numpy() for v in (mean, squares / count, low, high))
+        )
 
     def standardise(self, shift, scale):
         """Serve rows as ``(x - shift) / scale`` from now on."""

@@ -345,20 +345,25 @@ class BaseLinearClassifier(BaseLongTailClassifier):
 
 
 def standardisation(data):
-    """Per-feature mean and scale that standardise the features, float32.
+    """Per-feature shift and scale that standardise the features, float32.
 
-    Constant features get a scale of 1, so they become 0 rather than NaN.
+    The shift is the mean and the scale the standard deviation, except for a
+    constant column, whose shift is its value and whose scale is 1: it
+    becomes exactly 0. Centred on its mean computed in floating point
+    instead, it would keep a residue in the last bits, a column parallel to
+    the bias with a curvature near zero, and the step size that curvature
+    sets (``feature_scaled_lr``) would blow the fit up to NaN.
 
     Parameters
     ----------
     data : DeviceFeatures
         Its features as given (not yet standardised).
     """
-    mean, var = data.moments()
-    scale = np.sqrt(var)
-    constant = scale <= 1e-12 * np.maximum(1.0, np.abs(mean))
-    scale[constant] = 1.0
-    return mean.astype(np.float32), scale.astype(np.float32)
+    statistics = data.column_statistics()
+    constant = (statistics.min == statistics.max) | ~(statistics.var > 0)
+    shift = np.where(constant, statistics.min, statistics.mean)
+    scale = np.where(constant, 1.0, np.sqrt(statistics.var))
+    return shift.astype(np.float32), scale.astype(np.float32)
 
 
 def mean_squared_norm(data, shift=None, scale=None):
