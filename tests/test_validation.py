@@ -8,12 +8,13 @@ from sklearn.base import clone
 from skltr import (
     CRTClassifier,
     JointClassifier,
+    LogitAdjustedClassifier,
     LORTClassifier,
     LWSClassifier,
     NCMClassifier,
     TauNormClassifier,
 )
-from skltr._backend import resolve_device
+from skltr._backend import feature_scaled_lr, resolve_device
 from skltr._base import validate_features
 
 CLASSIFIERS = [
@@ -175,3 +176,44 @@ def test_device_is_resolved_in_fit_not_in_the_parameter(data):
     clf = JointClassifier(epochs=1).fit(X, y)
     assert clf.device == "auto"
     assert clf.device_ == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# Degenerate but legal features: the fit learns what there is to learn and its
+# probabilities stay finite (test_properties.py searches for more such cases).
+
+ALL_CLASSIFIERS = [*CLASSIFIERS, LogitAdjustedClassifier(device="cpu")]
+
+
+@pytest.mark.parametrize("clf", ALL_CLASSIFIERS, ids=_ids)
+@pytest.mark.parametrize("value", [1e-6, 0.1, 3.0e7])
+def test_identical_rows_predict_the_training_prior(clf, value):
+    # Every row the same: no feature tells the classes apart. Centred on a
+    # mean computed in float32, such columns kept a residue in the last bits
+    # whose near-zero curvature set a huge step size, and the fit went NaN.
+    y = np.repeat(np.arange(4), [50, 20, 5, 2])
+    X = np.full((len(y), 8), value, dtype=np.float32)
+    proba = clone(clf).fit(X, y).predict_proba(X)
+    assert np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    # Identical rows get identical probabilities.
+    np.testing.assert_array_equal(proba, np.broadcast_to(proba[0], proba.shape))
+
+
+def test_constant_columns_standardise_to_exactly_zero():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    X[:, 1] = 0.1  # not exactly representable: its float32 mean is off
+    X[:, 3] = 0.0
+    y = rng.integers(0, 3, size=300)
+    clf = JointClassifier(device="cpu", epochs=2).fit(X, y)
+    standardised = (X - clf.feature_mean_) / clf.feature_scale_
+    np.testing.assert_array_equal(standardised[:, [1, 3]], 0.0)
+    np.testing.assert_array_equal(clf.feature_scale_[[1, 3]], 1.0)
+    np.testing.assert_allclose(clf.feature_scale_[[0, 2]], X[:, [0, 2]].std(0), 1e-5)
+
+
+def test_zero_curvature_gives_a_finite_step():
+    # All-zero features have no direction to learn: the step on the weights
+    # must stay finite (it was lr / the smallest float32).
+    assert feature_scaled_lr(4.0, 0.0) == 4.0
+    assert feature_scaled_lr(4.0, 2.0) == 2.0
