@@ -13,7 +13,7 @@ import random
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image
+from PIL import Image, ImageOps
 
 _CHANNELS = (1, 3, 4)
 
@@ -205,8 +205,13 @@ def _check_float_layout(shape, *, transpose):
 
 def _check_float_values(tensor, check_range, index=None):
     where = "Float images" if index is None else f"Image {index}"
-    if not torch.isfinite(tensor).all():
-        raise ValueError(f"{where} contain NaN or infinite values.")
+    finite = torch.isfinite(tensor)
+    if not finite.all():
+        if index is None:
+            # A batch of images: name the first that is not finite.
+            bad = int(torch.nonzero(~finite.flatten(1).all(dim=1))[0, 0])
+            where = f"Image {bad} of the float images"
+        raise ValueError(f"{where} contains NaN or infinite values.")
     if check_range and tensor.numel() and (tensor.min() < 0 or tensor.max() > 1):
         raise ValueError(
             f"{where} must have values in [0, 1] for the default preprocessing; "
@@ -225,7 +230,7 @@ def to_model_input(item, index, *, check_range=True, check_values=True):
     if isinstance(item, str | os.PathLike):
         return read_image(item, index)
     if isinstance(item, Image.Image):
-        return item if item.mode == "RGB" else item.convert("RGB")
+        return as_rgb(item, index)
     if isinstance(item, np.ndarray):
         if item.dtype == np.uint8 and (
             item.ndim == 2 or (item.ndim == 3 and item.shape[-1] in _CHANNELS)
@@ -258,14 +263,43 @@ def to_model_input(item, index, *, check_range=True, check_values=True):
 
 
 def read_image(path, index):
-    """Open an image file as RGB, naming the file and its index on failure."""
+    """Open an image file as RGB, upright, naming the file and its index on failure.
+
+    A photograph whose EXIF orientation says it was taken sideways is turned
+    the way it is displayed; an animated image gives its first frame.
+    """
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            return as_rgb(ImageOps.exif_transpose(image), index)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(
             f"Cannot read image {index} ({os.fspath(path)!r}): {exc}"
+        ) from exc
+
+
+#: PIL's modes of 16-bit integer pixels ("I" is how PIL opens 16-bit PNGs).
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def as_rgb(image, index):
+    """A PIL image as RGB; 16-bit grey levels are scaled to 8 bits, not clipped.
+
+    PIL's own conversion clips 16-bit values at 255, which turns a 16-bit
+    image (microscopy, medical, depth) white wherever it is brighter than
+    255 / 65,535 of its range.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES:
+        pixels = np.asarray(image, dtype=np.float64) / 257.0
+        image = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
+    try:
+        return image.convert("RGB")
+    except ValueError as exc:
+        raise ValueError(
+            f"Cannot convert image {index} (PIL mode {image.mode!r}) to RGB: {exc}. "
+            "Convert it to RGB or L first, for example image.convert('RGBA')."
         ) from exc
 
 

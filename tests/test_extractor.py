@@ -389,6 +389,45 @@ def test_unreadable_image_names_file_and_index(tmp_path):
         extractor.set_params(memory=tmp_path).transform([paths[0], "missing.jpg"])
 
 
+def test_exif_rotated_photograph_is_read_upright(tmp_path):
+    # A camera held sideways stores the pixels as shot and an EXIF
+    # orientation (6: turn 90 degrees clockwise to display); the features
+    # are those of the image as displayed.
+    pixels = random_pixels(1, size=32)[0, :, :20]  # 32 high, 20 wide
+    shot = Image.fromarray(pixels)
+    exif = shot.getexif()
+    exif[0x0112] = 6
+    path = str(tmp_path / "sideways.png")
+    shot.save(path, exif=exif.tobytes())
+    upright = shot.transpose(Image.Transpose.ROTATE_270)
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit([path])
+    np.testing.assert_array_equal(
+        extractor.transform([path]), extractor.transform([upright])
+    )
+
+
+def test_sixteen_bit_images_are_scaled_to_eight_bits_not_clipped(tmp_path):
+    eight_bit = random_pixels(1)[0, ..., 0]
+    sixteen_bit = Image.fromarray(eight_bit.astype(np.uint16) * 257)  # I;16
+    path = str(tmp_path / "sixteen.png")
+    sixteen_bit.save(path)  # PIL opens a 16-bit PNG as mode "I"
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit(
+        [sixteen_bit]
+    )
+    expected = extractor.transform([Image.fromarray(eight_bit)])
+    np.testing.assert_array_equal(extractor.transform([sixteen_bit]), expected)
+    np.testing.assert_array_equal(extractor.transform([path]), expected)
+
+
+def test_image_mode_pil_cannot_convert_names_the_image():
+    images = [Image.new("RGB", (8, 8)), Image.new("La", (8, 8))]
+    extractor = FeatureExtractor("cifar_resnet20", pretrained=False, **CPU).fit(
+        images[:1]
+    )
+    with pytest.raises(ValueError, match=r"image 1 \(PIL mode 'La'\)"):
+        extractor.transform(images)
+
+
 def test_truncated_jpeg_is_an_error_not_a_partial_image(tmp_path):
     (path,) = write_images(tmp_path, random_pixels(1, size=64), fmt="jpg")
     with open(path, "rb") as file:
@@ -406,7 +445,7 @@ def test_truncated_jpeg_is_an_error_not_a_partial_image(tmp_path):
         (np.zeros((2, 3, 32, 32), np.uint8), r"uint8 image array must have shape \(n_"),
         (np.zeros((2, 32, 32, 3), np.float32), r"channels-last.*np.transpose"),
         (np.full((2, 3, 8, 8), 255.0), r"values in \[0, 1\].*Divide 0\.\.255"),
-        (np.full((2, 3, 8, 8), np.nan), "NaN"),
+        (np.full((2, 3, 8, 8), np.nan), "Image 0 of the float images contains NaN"),
         (np.zeros((2, 8, 8, 3), np.int64), "must be uint8 .* or floating"),
         (np.zeros((2, 8, 8)), r"\(n_samples, channels, height, width\)"),
         ("image.jpg", r"single str; pass a list of images"),
