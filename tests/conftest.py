@@ -3,6 +3,25 @@ import os
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (test_properties.py): "ci" is quick and repeatable, for
+# the default run; "long" is for a developer, --hypothesis-profile=long.
+_SLOW_EXAMPLES_ARE_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile(
+    "ci",
+    max_examples=6,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=_SLOW_EXAMPLES_ARE_FINE,
+)
+settings.register_profile(
+    "long",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=_SLOW_EXAMPLES_ARE_FINE,
+)
+settings.load_profile("ci")
 
 
 def pytest_configure(config):
