@@ -88,7 +88,9 @@ cv : int, cross-validation splitter or None, default=%(cv)s
     (``X_val``, ``y_val``) takes precedence over both. Each fold's rows are
     copied where the features are (a memory-mapped array's into memory):
     with ``cv=2``, half the training set at a time, and for LORT, whose
-    folds advance together, all of it.
+    folds advance together, all of it. Two folds cost about one joint fit
+    more; one split, ``cv=ShuffleSplit(n_splits=1, test_size=0.5)``, costs
+    half of one, at a small cost in accuracy (``docs/performance.md``).
 """,
     "tau_choice_attributes": """
 tau_ : float

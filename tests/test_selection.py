@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 
 from skltr import (
     JointClassifier,
@@ -178,6 +178,23 @@ def test_small_classes_and_odd_splitters_work(estimator):
         assert np.isfinite(clf.predict_proba(X)).all()
     with pytest.raises(ValueError, match="'cv' parameter"):
         estimator(cv=1, **CPU).fit(X, y)
+
+
+@pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
+def test_one_held_out_split_fits_one_fold(estimator, joint_fits):
+    # The cheaper choice the cv docstring offers: one joint fit on half the
+    # data besides the full one, and every class still known to it.
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), [40, 10, 3, 1])
+    X = rng.normal(size=(len(y), 5)) + 3.0 * np.eye(4, 5)[y]
+    one_split = ShuffleSplit(n_splits=1, test_size=0.5, random_state=0)
+    clf = estimator(cv=one_split, **CPU).fit(X, y)
+    assert clf.chosen_on_ == "cross-fitting"
+    # The full fit and one fold fit, on about half the rows (the class of
+    # one sample stays in training).
+    assert joint_fits[0] == len(y) and len(joint_fits) == 2
+    assert len(y) // 2 <= joint_fits[1] <= len(y) // 2 + 2
+    assert np.isfinite(clf.predict_proba(X)).all()
 
 
 def test_memory_caches_the_fold_fits(overfit_problem, tmp_path, joint_fits):
