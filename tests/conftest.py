@@ -16,6 +16,12 @@ settings.register_profile(
     suppress_health_check=_SLOW_EXAMPLES_ARE_FINE,
 )
 settings.register_profile(
+    "dev",
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=_SLOW_EXAMPLES_ARE_FINE,
+)
+settings.register_profile(
     "long",
     max_examples=2000,
     deadline=None,

@@ -13,7 +13,7 @@ predictions are classes it knows, and a second fit with the same
 
 The hypothesis profiles are in ``conftest.py``: "ci", the default, runs a few
 examples per classifier, derandomised, so that the default run is quick and
-repeatable; "long" runs 2,000 per classifier, random::
+repeatable; "dev" runs 200 per test and "long" 2,000, random::
 
     python -m pytest tests/test_properties.py --hypothesis-profile=long -n auto
 """
