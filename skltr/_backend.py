@@ -162,14 +162,31 @@ class DeviceFeatures:
         Move float64 features to an accelerator in float64 rather than
         float32, for computations that need their precision (float32 on one
         without float64, Apple's MPS).
+    sample_weight : ndarray of shape (n_samples,) or None
+        Each row's weight in the loss; batches then carry their rows'
+        weights after the labels.
     """
 
-    def __init__(self, X, y, device, *, shift=None, scale=None, keep_float64=False):
+    def __init__(
+        self,
+        X,
+        y,
+        device,
+        *,
+        shift=None,
+        scale=None,
+        keep_float64=False,
+        sample_weight=None,
+    ):
         self.X = X
         self.device = device
         self.keep_float64 = keep_float64
         self.n_samples, self.n_features = X.shape
         self.y = torch.as_tensor(np.asarray(y), dtype=torch.long).to(device)
+        self.weight = None
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, dtype=np.float32)
+            self.weight = torch.as_tensor(weight).to(device)
         self.resident = self._fits_on_device()
         self._X_device = self._to_device() if self.resident else None
         self._inv_scale = self._offset = None
@@ -294,7 +311,7 @@ class DeviceFeatures:
         return host.to(self.device, non_blocking=True)
 
     def epoch_batches(self, order, batch_size):
-        """Features and labels of the rows ``order``, ``batch_size`` at a time.
+        """Features and labels (and weights) of the rows ``order``, a batch at a time.
 
         Each batch's rows are read in increasing order (memory-mapped files are
         read forward), resident or not, so both give the same sums.
@@ -306,7 +323,10 @@ class DeviceFeatures:
         order = self._sorted_batches(order, batch_size)
         for start in range(0, len(order), batch_size):
             indices = order[start : start + batch_size]
-            yield self.rows(indices), self.y[torch.as_tensor(indices).to(self.device)]
+            yield (
+                self.rows(indices),
+                *self._targets(torch.as_tensor(indices).to(self.device)),
+            )
 
     def epoch_index_batches(self, order, batch_size):
         """The batches of :meth:`epoch_batches` as row indices on the device.
@@ -324,13 +344,22 @@ class DeviceFeatures:
             yield order[start : start + batch_size]
 
     def gather(self, indices):
-        """Features and labels of the resident rows ``indices`` (a device tensor)."""
+        """Features and labels (and weights) of the resident rows ``indices``.
+
+        ``indices`` is a device tensor.
+        """
         # index_select, not X[indices]: on the CPU it copies a 512-row batch
         # in a quarter of the time (23 against 92 us at d = 512).
         return (
             self.preprocess(torch.index_select(self._X_device, 0, indices)),
-            self.y[indices],
+            *self._targets(indices),
         )
+
+    def _targets(self, indices):
+        """The labels of rows ``indices``, and their weights when there are any."""
+        if self.weight is None:
+            return (self.y[indices],)
+        return self.y[indices], self.weight[indices]
 
     @staticmethod
     def _sorted_batches(order, batch_size):
@@ -552,7 +581,9 @@ class AutogradSGD:
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.loss_fn = loss_fn
 
-    def __call__(self, features, labels, lr_factor):
+    def __call__(self, features, labels, weights=None, *, lr_factor):
+        if weights is not None:
+            raise NotImplementedError("AutogradSGD takes no sample weights.")
         for group, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = lr * lr_factor
         loss = self.loss_fn(features, labels)
@@ -598,14 +629,17 @@ class ClosedFormSGD:
     label_smoothing = 0.0
     _true_class_step = None  # allocated at the first step, by true_class_term
 
-    def __call__(self, features, labels, lr_factor):
+    def __call__(self, features, labels, weights=None, *, lr_factor):
         self.set_lr_factor(lr_factor)
-        return self.update(features, labels)
+        return self.update(features, labels, weights)
 
-    def cross_entropy_gradient(self, logits, labels):
+    def cross_entropy_gradient(self, logits, labels, weights=None):
         """The batch's mean cross-entropy, and its gradient in ``logits`` times n.
 
-        The gradient is the softmax minus the (smoothed) targets. The
+        The gradient is the softmax minus the (smoothed) targets; with
+        ``weights``, each row's loss and gradient are multiplied by its
+        weight (the mean is still over the rows, so weights of mean 1 keep
+        the step's scale). The
         log-probabilities are raised to -87 before their exponential: on the
         CPU, exp is ten times slower where its result is denormal (below
         exp(-87.3), as LWS's scaled joint logits can give), and a
@@ -614,13 +648,16 @@ class ClosedFormSGD:
         """
         n, n_classes, smoothing = len(labels), logits.shape[1], self.label_smoothing
         log_p = log_softmax_rows(logits)
-        loss = -(1.0 - smoothing) * log_p.gather(1, labels[:, None]).mean()
+        row_loss = -(1.0 - smoothing) * log_p.gather(1, labels[:, None])[:, 0]
         if smoothing:
-            loss -= smoothing / n_classes * log_p.sum(dim=1).mean()
+            row_loss -= smoothing / n_classes * log_p.sum(dim=1)
+        loss = (row_loss if weights is None else row_loss * weights).mean()
         grad = log_p.clamp_min_(-87.0).exp_()
         if smoothing:
             grad -= smoothing / n_classes
         grad.scatter_add_(1, labels[:, None], self.true_class_term(n, grad))
+        if weights is not None:
+            grad.mul_(weights[:, None])
         return loss, grad
 
     def true_class_term(self, n, like):
@@ -666,15 +703,27 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
     momentum, weight_decay : float
     label_smoothing : float
         Weight of the uniform distribution in the targets.
+    logit_offset : torch.Tensor of shape (n_classes,) or None
+        Added to the logits in the loss only (the logit-adjusted loss):
+        the layer learns to predict without it.
     """
 
     def __init__(
-        self, layer, *, lr_weight, lr_bias, momentum, weight_decay, label_smoothing=0.0
+        self,
+        layer,
+        *,
+        lr_weight,
+        lr_bias,
+        momentum,
+        weight_decay,
+        label_smoothing=0.0,
+        logit_offset=None,
     ):
         self.weight, self.bias = layer.weight, layer.bias
         self.lr_weight, self.lr_bias = lr_weight, lr_bias
         self.momentum, self.weight_decay = momentum, weight_decay
         self.label_smoothing = label_smoothing
+        self.logit_offset = logit_offset
         self.velocity_weight = torch.zeros_like(self.weight, requires_grad=False)
         self.velocity_bias = torch.zeros_like(self.bias, requires_grad=False)
         # Minus the step sizes, as tensors so that a captured graph reads them.
@@ -687,11 +736,13 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
         self._steps[1].fill_(-self.lr_bias * lr_factor)
 
     @torch.no_grad()
-    def update(self, features, labels):
+    def update(self, features, labels, weights=None):
         """One step at the current step sizes; returns the batch loss."""
         n = len(labels)
         logits = linear_logits(features, self.weight, self.bias)
-        loss, grad = self.cross_entropy_gradient(logits, labels)
+        if self.logit_offset is not None:
+            logits += self.logit_offset
+        loss, grad = self.cross_entropy_gradient(logits, labels, weights)
         grad_weight = torch.addmm(
             self.weight, grad.T, features, beta=self.weight_decay, alpha=1.0 / n
         )
@@ -735,14 +786,16 @@ class ClassScaleSGD(ClosedFormSGD):
         self._steps.fill_(-self.lr * lr_factor)
 
     @torch.no_grad()
-    def update(self, features, labels):
+    def update(self, features, labels, weights=None):
         """One step at the current step size; returns the batch loss."""
         n = len(labels)
         if self.coef is None:
             joint_logits = features
         else:
             joint_logits = linear_logits(features, self.coef, self.intercept)
-        loss, grad = self.cross_entropy_gradient(joint_logits * self.scales, labels)
+        loss, grad = self.cross_entropy_gradient(
+            joint_logits * self.scales, labels, weights
+        )
         grad_scales = (
             grad.mul_(joint_logits)
             .sum(dim=0)
@@ -852,7 +905,8 @@ def iter_training(
     Parameters
     ----------
     step : callable
-        ``step(features, labels, lr_factor)`` updates the parameters with
+        ``step(features, labels[, weights], lr_factor=lr_factor)`` (weights
+        when ``data`` has them) updates the parameters with
         their learning rates times ``lr_factor`` and returns the batch loss
         (:class:`AutogradSGD`, or a :class:`ClosedFormSGD`). A step marked
         ``capturable`` on features resident on a CUDA device runs through
@@ -888,7 +942,7 @@ def iter_training(
         batches_of = data.epoch_batches
 
         def run(batch, lr_factor):
-            return step(*batch, lr_factor)
+            return step(*batch, lr_factor=lr_factor)
 
     progress = tqdm(range(epochs), desc=desc, disable=verbose <= 0, leave=False)
     for epoch in progress:

@@ -50,8 +50,8 @@ def test_closed_form_step_takes_the_steps_of_autograd_sgd(smoothing):
     )
     for k, rows in enumerate([slice(0, 64), slice(64, 128), slice(128, 150)] * 3):
         factor = 1.0 - k / 10
-        expected = autograd(features[rows], labels[rows], factor)
-        loss = step(features[rows], labels[rows], factor)
+        expected = autograd(features[rows], labels[rows], lr_factor=factor)
+        loss = step(features[rows], labels[rows], lr_factor=factor)
         torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(closed.weight, reference.weight)
     torch.testing.assert_close(closed.bias, reference.bias)
@@ -102,8 +102,10 @@ def test_class_scale_step_takes_the_steps_of_autograd_sgd():
     step = ClassScaleSGD(scales, coef, intercept, lr=0.05, **settings)
     for k, rows in enumerate([slice(0, 64), slice(64, 128), slice(128, 150)] * 3):
         factor = 1.0 - k / 10
-        expected = autograd(features[rows], labels[rows], factor)
-        torch.testing.assert_close(step(features[rows], labels[rows], factor), expected)
+        expected = autograd(features[rows], labels[rows], lr_factor=factor)
+        torch.testing.assert_close(
+            step(features[rows], labels[rows], lr_factor=factor), expected
+        )
     assert not torch.equal(scales, torch.ones(5))
     torch.testing.assert_close(scales, reference.detach())
 
