@@ -39,6 +39,7 @@ from ._backend import (
     scoring_device,
     train_minibatch,
 )
+from ._docstrings import fill_doc
 from ._sampling import make_sampler
 
 # float16 and float64 features are kept as they are (float16 stays float16
@@ -123,19 +124,14 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
 
     _parameter_constraints: dict = {}
 
+    @fill_doc(indent=8)
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the classifier on features ``X`` and labels ``y``.
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Training features; a memory-mapped array is read a chunk at a
-            time. A tensor is trained on where it is: float32 or float16
-            features already on the estimator's device are used in place,
-            with no copy.
-        y : array-like or torch.Tensor of shape (n_samples,)
-            Class labels of any type scikit-learn accepts (ints, strings).
+        %(fit_data_parameters)s
 
         Returns
         -------
@@ -425,7 +421,14 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         )
 
     def _linear_layer_step(
-        self, data, *, curvature, lr=None, init=None, label_smoothing=0.0
+        self,
+        data,
+        *,
+        curvature,
+        lr=None,
+        init=None,
+        label_smoothing=0.0,
+        logit_offset=None,
     ):
         """A linear layer on the device and its cross-entropy SGD step.
 
@@ -442,6 +445,8 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             zero is as good a start as a random one, and reproducible).
         label_smoothing : float
             Weight of the uniform distribution in the soft targets.
+        logit_offset : ndarray of shape (n_classes,) or None
+            Added to the logits in the loss only (the logit-adjusted loss).
 
         Returns
         -------
@@ -465,18 +470,26 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             momentum=self.momentum,
             weight_decay=self.weight_decay,
             label_smoothing=label_smoothing,
+            logit_offset=None
+            if logit_offset is None
+            else torch.as_tensor(logit_offset, dtype=torch.float32, device=data.device),
         )
         return layer, step
 
-    def _train_linear_layer(self, data, y, *, sampling, rng, curvature):
+    def _train_linear_layer(
+        self, data, y, *, sampling, rng, curvature, logit_offset=None
+    ):
         """Train a linear layer from zero with cross-entropy on the device features.
 
         ``y`` are the encoded labels, for the sampler of strategy
-        ``sampling`` (see ``_sampling.make_sampler``); ``curvature`` as for
-        :meth:`_linear_layer_step`. Returns the layer, on the device, and
-        sets ``loss_curve_``.
+        ``sampling`` (see ``_sampling.make_sampler``); ``curvature`` and
+        ``logit_offset`` as for :meth:`_linear_layer_step`; the rows'
+        weights, if any, are ``data``'s. Returns the layer, on the device,
+        and sets ``loss_curve_``.
         """
-        layer, step = self._linear_layer_step(data, curvature=curvature)
+        layer, step = self._linear_layer_step(
+            data, curvature=curvature, logit_offset=logit_offset
+        )
         sampler = make_sampler(
             sampling, y, len(self.classes_), epochs=self.epochs, rng=rng
         )

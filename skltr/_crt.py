@@ -11,6 +11,7 @@ from numbers import Real
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_WEIGHT_DECAY, SoftmaxRegression
 from ._sampling import check_sampling
+from ._weights import DEFAULT_BETA
 
 # The reference schedule (10 epochs, batch 512); class-balanced sampling visits
 # every class at every step, so it converges within it.
@@ -24,6 +25,7 @@ DEFAULT_LR = 1.0
     batch_size=DEFAULT_BATCH_SIZE,
     lr=DEFAULT_LR,
     weight_decay=DEFAULT_WEIGHT_DECAY,
+    beta=DEFAULT_BETA,
 )
 class CRTClassifier(SoftmaxRegression):
     """Classifier re-training: a fresh linear layer, class-balanced sampling.
@@ -41,6 +43,8 @@ default="class"
 
     standardize : bool, default=True
         Centre each feature and scale it to unit variance before the layer.
+
+    %(class_weight_parameters)s
 
     %(training_parameters)s
 
@@ -87,6 +91,8 @@ default="class"
         *,
         sampling="class",
         standardize=True,
+        class_weight=None,
+        beta=DEFAULT_BETA,
         epochs=DEFAULT_EPOCHS,
         batch_size=DEFAULT_BATCH_SIZE,
         lr=DEFAULT_LR,
@@ -98,6 +104,8 @@ default="class"
     ):
         self.sampling = sampling
         self.standardize = standardize
+        self.class_weight = class_weight
+        self.beta = beta
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr

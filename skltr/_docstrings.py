@@ -39,6 +39,32 @@ momentum : float, default=0.9
 weight_decay : float, default=%(weight_decay)s
     L2 penalty, applied by SGD at every step.
 """,
+    "class_weight_parameters": """
+class_weight : dict, "balanced", "effective" or None, default=None
+    Weight of each class in the loss, as scikit-learn spells it: None weighs
+    every sample alike; ``"balanced"`` weighs class j by
+    ``n_samples / (n_classes * n_j)``; a dict maps every class label to its
+    weight; ``"effective"`` is the class-balanced loss (Cui et al., 2019),
+    ``(1 - beta) / (1 - beta^n_j)``. Multiplied by ``sample_weight`` when
+    both are given. The weights are rescaled to mean 1 over the training
+    samples, so that ``lr`` keeps its meaning: only their ratios matter.
+    With class-balanced sampling the classes are already balanced and a
+    re-weighting on top corrects twice.
+
+beta : float in [0, 1), default=%(beta)s
+    The class-balanced loss's beta, for ``class_weight="effective"``: 0 weighs
+    every class alike, and the weights tend to inverse frequency as beta
+    tends to 1 (0.9999, the default, for CIFAR-LT and ImageNet-LT).
+""",
+    "fit_data_parameters": """
+X : array-like or torch.Tensor of shape (n_samples, n_features)
+    Training features; a memory-mapped array is read a chunk at a
+    time. A tensor is trained on where it is: float32 or float16
+    features already on the estimator's device are used in place,
+    with no copy.
+y : array-like or torch.Tensor of shape (n_samples,)
+    Class labels of any type scikit-learn accepts (ints, strings).
+""",
     "device_parameter": _DEVICE,
     "device_parameters": _DEVICE
     + """
@@ -200,11 +226,12 @@ does not depend on the step.
 }
 
 
-def fill_doc(**values):
+def fill_doc(*, indent=4, **values):
     """Decorator filling ``%(fragment)s`` names in a class or function docstring.
 
     Keyword arguments fill the defaults that a fragment itself names
-    (``%(epochs)s`` in ``training_parameters``, say).
+    (``%(epochs)s`` in ``training_parameters``, say). ``indent`` is the
+    indentation of the docstring's sections: 4 for a class, 8 for a method.
     """
 
     def decorate(cls):
@@ -215,7 +242,7 @@ def fill_doc(**values):
             text = textwrap.dedent(text).strip("\n")
             if "%(" in text:
                 text = text % _Lookup(values)
-            fragments[name] = textwrap.indent(text, "    ").lstrip()
+            fragments[name] = textwrap.indent(text, " " * indent).lstrip()
         cls.__doc__ = cls.__doc__ % {**values, **fragments}
         return cls
 

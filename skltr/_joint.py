@@ -5,9 +5,15 @@ sampling and cross-entropy. It stands in for the stage-1 classifier, and it is
 what tau-norm, LWS and LORT re-balance.
 """
 
+from numbers import Real
+
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+
 from ._backend import DeviceFeatures
 from ._base import BaseTrainedClassifier, standardisation, to_numpy
 from ._docstrings import fill_doc
+from ._weights import DEFAULT_BETA, training_weights
 
 # A tail sample is seen once per epoch whatever the data set's size, so the
 # instance-balanced joint classifier needs more epochs and a larger step per
@@ -23,20 +29,50 @@ DEFAULT_WEIGHT_DECAY = 5e-4
 class SoftmaxRegression(BaseTrainedClassifier):
     """A linear layer trained from zero with cross-entropy and a sampler.
 
-    Subclasses say which sampling strategy through ``_sampling()``.
+    Subclasses say which sampling strategy through ``_sampling()``, and may
+    add a per-class offset to the logits in the loss (``_logit_offset``).
+    Class and sample weights (``_weights``) multiply each sample's loss.
     """
 
     _parameter_constraints: dict = {
         **BaseTrainedClassifier._parameter_constraints,
         "standardize": ["boolean"],
+        "class_weight": [None, dict, StrOptions({"balanced", "effective"})],
+        "beta": [Interval(Real, 0, 1, closed="left")],
     }
+
+    @fill_doc(indent=8)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the classifier on features ``X`` and labels ``y``.
+
+        Parameters
+        ----------
+        %(fit_data_parameters)s
+        sample_weight : array-like of shape (n_samples,), default=None
+            Each sample's weight in the loss, non-negative, times its class's
+            weight (``class_weight``); rescaled to mean 1. The feature
+            standardisation uses every sample alike.
+
+        Returns
+        -------
+        self : object
+            The fitted classifier.
+        """
+        X, y = self._validate_training_data(X, y)
+        self._fit(X, y, training_weights(self, X, y, sample_weight))
+        return self
 
     def _sampling(self):
         raise NotImplementedError
 
-    def _fit(self, X, y):
+    def _logit_offset(self):
+        """Added to the logits in the loss only; None for plain cross-entropy."""
+        return None
+
+    def _fit(self, X, y, sample_weight=None):
         device, rng = self._start_training()
-        data = DeviceFeatures(X, y, device)
+        data = DeviceFeatures(X, y, device, sample_weight=sample_weight)
         self.feature_mean_ = self.feature_scale_ = None
         if self.standardize:
             self.feature_mean_, self.feature_scale_ = standardisation(data)
@@ -47,6 +83,7 @@ class SoftmaxRegression(BaseTrainedClassifier):
             sampling=self._sampling(),
             rng=rng,
             curvature=data.top_eigenvalue(rng),
+            logit_offset=self._logit_offset(),
         )
         self.coef_, self.intercept_ = to_numpy(layer.weight), to_numpy(layer.bias)
 
@@ -56,6 +93,7 @@ class SoftmaxRegression(BaseTrainedClassifier):
     batch_size=DEFAULT_BATCH_SIZE,
     lr=DEFAULT_LR,
     weight_decay=DEFAULT_WEIGHT_DECAY,
+    beta=DEFAULT_BETA,
 )
 class JointClassifier(SoftmaxRegression):
     """Linear softmax classifier trained with instance-balanced sampling.
@@ -73,6 +111,8 @@ class JointClassifier(SoftmaxRegression):
         between backbones and between dimensions; standardising conditions
         SGD and, for tau-norm, makes the weight norms compare classes rather
         than feature scales.
+
+    %(class_weight_parameters)s
 
     %(training_parameters)s
 
@@ -111,6 +151,8 @@ class JointClassifier(SoftmaxRegression):
         self,
         *,
         standardize=True,
+        class_weight=None,
+        beta=DEFAULT_BETA,
         epochs=DEFAULT_EPOCHS,
         batch_size=DEFAULT_BATCH_SIZE,
         lr=DEFAULT_LR,
@@ -121,6 +163,8 @@ class JointClassifier(SoftmaxRegression):
         verbose=0,
     ):
         self.standardize = standardize
+        self.class_weight = class_weight
+        self.beta = beta
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr

@@ -30,6 +30,7 @@ from ._backend import (
     iter_row_chunks,
 )
 from ._base import BaseTrainedClassifier, validate_features
+from ._docstrings import fill_doc
 from ._joint import JointClassifier
 from ._selection import (
     CROSS_FITTING,
@@ -104,17 +105,14 @@ class BaseRebalancer(BaseTrainedClassifier):
         ],
     }
 
+    @fill_doc(indent=8)
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, X_val=None, y_val=None):
         """Fit the joint classifier and re-balance it.
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, n_features)
-            Training features; a memory-mapped array is read a chunk at a
-            time. A tensor is trained on where it is.
-        y : array-like or torch.Tensor of shape (n_samples,)
-            Class labels of any type scikit-learn accepts (ints, strings).
+        %(fit_data_parameters)s
         X_val : array-like or torch.Tensor of shape (n_val, n_features), \
 default=None
             Validation features to choose the re-balancing knob on, instead

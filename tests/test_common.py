@@ -8,6 +8,7 @@ from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skltr import (
+    BalancedSoftmaxClassifier,
     CRTClassifier,
     FeatureExtractor,
     JointClassifier,
@@ -20,6 +21,7 @@ from skltr import (
 
 ESTIMATORS = [
     JointClassifier(device="cpu"),
+    BalancedSoftmaxClassifier(device="cpu"),
     CRTClassifier(device="cpu"),
     NCMClassifier(),
     TauNormClassifier(device="cpu"),
@@ -30,7 +32,17 @@ ESTIMATORS = [
 ]
 
 # Checks a classifier is known to fail, keyed by class, each with its reason.
-EXPECTED_FAILED_CHECKS = {}
+_SGD_WEIGHTS = (
+    "Minibatch SGD: an integer sample_weight scales a row's gradient, where "
+    "repeating the row changes the epoch's length and batches, so the two fits "
+    "agree in expectation, not to the last digit (scikit-learn marks its "
+    "SGDClassifier the same way). test_weights.py checks that they agree in "
+    "predictions and accuracy, and that scaling every weight changes nothing."
+)
+EXPECTED_FAILED_CHECKS = {
+    estimator: {"check_sample_weight_equivalence_on_dense_data": _SGD_WEIGHTS}
+    for estimator in (JointClassifier, CRTClassifier, BalancedSoftmaxClassifier)
+}
 
 
 def expected_failed_checks(estimator):

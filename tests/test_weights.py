@@ -1,0 +1,188 @@
+"""Class and sample weights in the loss: scikit-learn's conventions, one trainer."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.class_weight import compute_class_weight
+
+from skltr import CRTClassifier, JointClassifier
+from skltr._backend import SoftmaxRegressionSGD
+from skltr._weights import effective_number_weights
+from skltr.metrics import shot_accuracy
+
+CPU = {"device": "cpu", "random_state": 0}
+WEIGHTED = [JointClassifier, CRTClassifier]
+
+
+def test_effective_number_weights_follow_the_formula():
+    counts = np.array([100, 10, 1])
+    raw = (1 - 0.9) / (1 - 0.9 ** counts.astype(float))  # 0.1000, 0.1535, 1.0
+    np.testing.assert_allclose(
+        effective_number_weights(counts, 0.9), raw * 3 / raw.sum(), rtol=1e-12
+    )
+    # beta = 0 weighs every class alike; near 1, inverse frequency.
+    np.testing.assert_allclose(effective_number_weights(counts, 0.0), 1.0)
+    inverse = 1 / counts
+    np.testing.assert_allclose(
+        effective_number_weights(counts, 1 - 1e-9), inverse * 3 / inverse.sum(), 1e-6
+    )
+
+
+@pytest.mark.parametrize("estimator", WEIGHTED, ids=lambda c: c.__name__)
+def test_balanced_dict_and_sample_weight_spell_the_same_weights(
+    estimator, small_problem
+):
+    X, y = small_problem
+    balanced = compute_class_weight("balanced", classes=np.unique(y), y=y)
+    fits = [
+        estimator(class_weight="balanced", **CPU).fit(X, y),
+        estimator(class_weight=dict(enumerate(balanced)), **CPU).fit(X, y),
+        estimator(**CPU).fit(X, y, sample_weight=balanced[y]),
+        # Only the ratios matter.
+        estimator(**CPU).fit(X, y, sample_weight=100 * balanced[y]),
+        estimator(**CPU).fit(X, y, sample_weight=torch.as_tensor(balanced[y])),
+    ]
+    for fit in fits[1:]:
+        np.testing.assert_allclose(fit.coef_, fits[0].coef_, rtol=1e-5, atol=1e-6)
+    unweighted = estimator(**CPU).fit(X, y)
+    assert not np.allclose(unweighted.coef_, fits[0].coef_)
+
+
+def test_uniform_weights_are_no_weights(small_problem):
+    X, y = small_problem
+    plain = JointClassifier(**CPU).fit(X, y)
+    for weights in (np.ones(len(y)), np.full(len(y), 3.5)):
+        fit = JointClassifier(**CPU).fit(X, y, sample_weight=weights)
+        np.testing.assert_array_equal(fit.coef_, plain.coef_)
+
+
+def test_integer_weights_agree_with_repeated_rows():
+    # Minibatch SGD agrees in expectation only (see test_common.py), and the
+    # repeated rows' epochs are longer: compare the predictions.
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), [200, 60, 20])
+    X = rng.normal(size=(len(y), 6)) + 1.5 * np.eye(3, 6)[y]
+    weights = rng.integers(0, 4, size=len(y))
+    weighted = JointClassifier(**CPU).fit(X, y, sample_weight=weights)
+    repeated = JointClassifier(**CPU).fit(
+        np.repeat(X, weights, axis=0), np.repeat(y, weights)
+    )
+    X_test = rng.normal(size=(3000, 6)) + 1.5 * np.eye(3, 6)[np.arange(3000) % 3]
+    y_test = np.arange(3000) % 3
+    agree = weighted.predict(X_test) == repeated.predict(X_test)
+    assert agree.mean() > 0.95
+    assert abs(weighted.score(X_test, y_test) - repeated.score(X_test, y_test)) < 0.01
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", "effective"])
+def test_class_weights_lift_the_tail(class_weight, long_tailed):
+    X, y, X_test, y_test = long_tailed
+    plain = JointClassifier(**CPU).fit(X, y)
+    weighted = JointClassifier(class_weight=class_weight, **CPU).fit(X, y)
+    counts = np.bincount(y)
+    few_plain = shot_accuracy(y_test, plain.predict(X_test), class_counts=counts)["few"]
+    few_weighted = shot_accuracy(y_test, weighted.predict(X_test), class_counts=counts)[
+        "few"
+    ]
+    assert few_weighted > few_plain + 0.05
+
+
+def test_weighted_step_takes_the_steps_of_autograd():
+    # The closed-form step with row weights and a logit offset against
+    # autograd on (cross_entropy(z + offset, y, reduction="none") * w).mean().
+    rng = np.random.default_rng(0)
+    features = torch.as_tensor(rng.normal(size=(64, 5)), dtype=torch.float32)
+    labels = torch.as_tensor(rng.integers(0, 4, size=64))
+    weights = torch.as_tensor(rng.random(64) * 2, dtype=torch.float32)
+    offset = torch.as_tensor(np.log([0.6, 0.25, 0.1, 0.05]), dtype=torch.float32)
+    layer = torch.nn.Linear(5, 4).requires_grad_(False)
+    reference = torch.nn.Linear(5, 4)
+    reference.load_state_dict(layer.state_dict())
+    step = SoftmaxRegressionSGD(
+        layer,
+        lr_weight=0.3,
+        lr_bias=0.3,
+        momentum=0.9,
+        weight_decay=1e-3,
+        logit_offset=offset,
+    )
+    optimizer = torch.optim.SGD(
+        reference.parameters(), lr=0.3, momentum=0.9, weight_decay=1e-3
+    )
+    for factor in (1.0, 0.7, 0.2):
+        loss = step(features, labels, weights, lr_factor=factor)
+        for group in optimizer.param_groups:
+            group["lr"] = 0.3 * factor
+        optimizer.zero_grad()
+        expected = (
+            torch.nn.functional.cross_entropy(
+                reference(features) + offset, labels, reduction="none"
+            )
+            * weights
+        ).mean()
+        expected.backward()
+        optimizer.step()
+        torch.testing.assert_close(loss, expected.detach())
+        torch.testing.assert_close(layer.weight, reference.weight.detach())
+        torch.testing.assert_close(layer.bias, reference.bias.detach())
+
+
+@pytest.mark.parametrize(
+    "params, sample_weight, message",
+    [
+        ({}, -np.ones(215), "Negative values in data passed to `sample_weight`"),
+        ({}, np.full(215, np.nan), "sample_weight contains NaN"),
+        ({}, np.zeros(215), "Sample weights must contain at least one non-zero"),
+        ({}, np.ones(10), r"sample_weight.shape == \(10,\), expected \(215,\)"),
+        ({}, np.ones((215, 2)), "Sample weights must be 1D"),
+        ({}, np.r_[np.ones(205), np.zeros(10)], r"every sample of the classes \[3\]"),
+        ({"class_weight": dict.fromkeys([0, 1, 2, 3, 9])}, None, r"have: \[9\]"),
+        ({"class_weight": {0: 1, 1: 2}}, None, r"no weight for the classes \[2, 3\]"),
+        ({"class_weight": {0: 1, 1: 2, 2: -1, 3: 1}}, None, "finite and non-negative"),
+        ({"class_weight": "inverse"}, None, "'class_weight' parameter"),
+        ({"class_weight": "effective", "beta": 1.0}, None, "'beta' parameter"),
+        ({"class_weight": "effective", "beta": -0.1}, None, "'beta' parameter"),
+    ],
+)  # fmt: skip
+def test_bad_weights_say_which_parameter(small_problem, params, sample_weight, message):
+    X, y = small_problem
+    with pytest.raises(ValueError, match=message):
+        JointClassifier(**params, **CPU).fit(X, y, sample_weight=sample_weight)
+
+
+def test_string_labels_take_a_dict_of_labels(small_problem):
+    X, y = small_problem
+    names = np.array(["cat", "dog", "emu", "yak"])[y]
+    weights = {"cat": 1.0, "dog": 2.0, "emu": 4.0, "yak": 8.0}
+    by_name = JointClassifier(class_weight=weights, **CPU).fit(X, names)
+    by_index = JointClassifier(class_weight=dict(enumerate(weights.values())), **CPU)
+    np.testing.assert_array_equal(by_name.coef_, by_index.fit(X, y).coef_)
+
+
+def test_sample_weight_reaches_the_classifier_in_a_pipeline_a_search_and_calibration(
+    small_problem,
+):
+    X, y = small_problem
+    weights = np.where(y == 3, 5.0, 1.0)
+    direct = JointClassifier(**CPU).fit(X, y, sample_weight=weights)
+    pipeline = make_pipeline(FunctionTransformer(), JointClassifier(**CPU))
+    pipeline.fit(X, y, jointclassifier__sample_weight=weights)
+    np.testing.assert_array_equal(pipeline[-1].coef_, direct.coef_)
+    # GridSearchCV slices the weights with the folds (no routing needed).
+    search = GridSearchCV(JointClassifier(**CPU), {"epochs": [30]}, cv=2)
+    search.fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(search.best_estimator_.coef_, direct.coef_)
+    # CalibratedClassifierCV hands the weights to the classifier it fits.
+    seen = []
+
+    class Recording(JointClassifier):
+        def fit(self, X, y, sample_weight=None):
+            seen.append(sample_weight)
+            return super().fit(X, y, sample_weight=sample_weight)
+
+    CalibratedClassifierCV(Recording(**CPU), cv=2).fit(X, y, sample_weight=weights)
+    assert len(seen) == 2 and all(w is not None for w in seen)
