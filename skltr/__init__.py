@@ -5,6 +5,7 @@ frozen backbone (Kang et al., "Decoupling Representation and Classifier for
 Long-Tailed Recognition", ICLR 2020; Han et al., "Logits Retargeting").
 """
 
+from ._balanced_softmax import BalancedSoftmaxClassifier
 from ._crt import CRTClassifier
 from ._extractor import FeatureExtractor
 from ._joint import JointClassifier
@@ -17,6 +18,7 @@ from ._tau_norm import TauNormClassifier
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "BalancedSoftmaxClassifier",
     "CRTClassifier",
     "FeatureExtractor",
     "JointClassifier",
