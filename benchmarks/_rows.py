@@ -8,6 +8,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skltr import (
+    BalancedSoftmaxClassifier,
     CRTClassifier,
     JointClassifier,
     LogitAdjustedClassifier,
@@ -72,5 +73,10 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
     rows["LORT"]["best_epoch"] = fitted["LORT"].best_epoch_
     run("logit adjustment", LogitAdjustedClassifier(**trained))
     rows["logit adjustment"]["tau"] = fitted["logit adjustment"].tau_
+    run("Balanced Softmax", BalancedSoftmaxClassifier(**trained))
+    run(
+        "Joint, class-balanced loss",
+        JointClassifier(class_weight="effective", **trained),
+    )
     run("LogisticRegression (balanced)", logistic_regression_peer())
     return rows, fitted, per_class

@@ -47,6 +47,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import balanced_accuracy_score
 
 from skltr import (
+    BalancedSoftmaxClassifier,
     CRTClassifier,
     JointClassifier,
     LogitAdjustedClassifier,
@@ -262,6 +263,7 @@ def main(argv=None):
         "LWSClassifier": LWSClassifier(**trained),
         "LORTClassifier": LORTClassifier(**trained),
         "LogitAdjustedClassifier": LogitAdjustedClassifier(**trained),
+        "BalancedSoftmaxClassifier": BalancedSoftmaxClassifier(**trained),
     }
     print("| classifier | fit (s) | peer fit / fit | fit / Joint fit | balanced acc. |")
     print("|---|---:|---:|---:|---:|")

@@ -26,6 +26,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import balanced_accuracy_score
 
 from skltr import (
+    BalancedSoftmaxClassifier,
     CRTClassifier,
     JointClassifier,
     LogitAdjustedClassifier,
@@ -69,7 +70,7 @@ GAUSSIANS = [
         dict(n_samples=20000, n_features=256, n_classes=200),
     ),
 ]
-REBALANCERS = ("tau-norm", "LWS", "LORT", "logit adjustment")
+REBALANCERS = ("tau-norm", "LWS", "LORT", "logit adjustment", "Balanced Softmax")
 
 
 def classifiers(seed):
@@ -82,6 +83,7 @@ def classifiers(seed):
         "LWS": LWSClassifier(**trained),
         "LORT": LORTClassifier(**trained),
         "logit adjustment": LogitAdjustedClassifier(**trained),
+        "Balanced Softmax": BalancedSoftmaxClassifier(**trained),
     }
 
 

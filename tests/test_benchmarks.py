@@ -21,6 +21,8 @@ ROWS = (
     "LWS",
     "LORT",
     "logit adjustment",
+    "Balanced Softmax",
+    "Joint, class-balanced loss",
     "LogisticRegression (balanced)",
 )
 FIGURES = ("weight_norms.png", "tau_sweep.png", "per_class_accuracy.png")
@@ -177,7 +179,10 @@ def test_classifier_speed_reports_every_classifier_against_the_peer():
         "--epoch-fits", "1,3", "--repeats", "2", "--settle", "0",
     )  # fmt: skip
     assert "| peer: scaler + LogisticRegression(balanced) |" in out
-    for name in ("Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT", "LogitAdjusted"):
+    for name in (
+        "Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT", "LogitAdjusted",
+        "BalancedSoftmax",
+    ):  # fmt: skip
         assert f"| {name}Classifier (defaults) |" in out
     assert "| CRTClassifier (defaults), X a tensor already on cpu |" in out
     assert "| predict_proba, " in out
@@ -218,6 +223,7 @@ def test_peer_check_scores_every_classifier_against_the_peer(tmp_path):
     header, _, row = out.splitlines()[:3]
     assert header.split(" | ")[1:4] == ["peer", "Joint", "cRT"]
     assert "logit adjustment" in header and "tau-norm, best tau on test" in header
+    assert "Balanced Softmax" in header
     cells = row.split(" | ")
     assert cells[0] == "| f.npz"
     # One accuracy per column, and the margin of the worst re-balancer.
