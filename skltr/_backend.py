@@ -608,6 +608,30 @@ def log_softmax_rows(logits):
     return torch.log_softmax(logits, 1)
 
 
+def focal_terms(log_p_true, gamma):
+    """The focal loss's per-row gradient factor and its per-row loss.
+
+    The focal loss -(1 - p)^gamma log p of a row whose true class has
+    probability p has, in the logits, the cross-entropy's gradient
+    (softmax - one-hot) times ``(1 - p)^gamma (1 - gamma p log(p) / (1 - p))``:
+    the factor returned, so that the closed-form step only multiplies its
+    rows. The second term's ratio tends to -1 as p tends to 1; it is taken as
+    its limit where 1 - p is too small for float32.
+
+    Returns
+    -------
+    factor : torch.Tensor of shape (n,)
+        Multiplies each row's cross-entropy gradient.
+    loss : torch.Tensor of shape (n,)
+        Each row's focal loss.
+    """
+    p_true = log_p_true.exp()
+    q = -torch.expm1(log_p_true)  # 1 - p, exact for p near 1
+    ratio = torch.where(q < 1e-6, -1.0, p_true * log_p_true / q.clamp_min(1e-6))
+    modulation = q.pow(gamma)
+    return modulation * (1.0 - gamma * ratio), -modulation * log_p_true
+
+
 def linear_logits(features, coef, intercept):
     """``features @ coef.T + intercept``, in one fused product."""
     return torch.addmm(intercept, features, coef.T)
@@ -627,6 +651,7 @@ class ClosedFormSGD:
 
     capturable = True
     label_smoothing = 0.0
+    focal_gamma = 0.0
     _true_class_step = None  # allocated at the first step, by true_class_term
 
     def __call__(self, features, labels, weights=None, *, lr_factor):
@@ -648,16 +673,21 @@ class ClosedFormSGD:
         """
         n, n_classes, smoothing = len(labels), logits.shape[1], self.label_smoothing
         log_p = log_softmax_rows(logits)
-        row_loss = -(1.0 - smoothing) * log_p.gather(1, labels[:, None])[:, 0]
+        log_p_true = log_p.gather(1, labels[:, None])[:, 0]
+        row_loss = -(1.0 - smoothing) * log_p_true
         if smoothing:
             row_loss -= smoothing / n_classes * log_p.sum(dim=1)
+        row_factor = weights
+        if self.focal_gamma:
+            focal_factor, row_loss = focal_terms(log_p_true, self.focal_gamma)
+            row_factor = focal_factor if weights is None else focal_factor * weights
         loss = (row_loss if weights is None else row_loss * weights).mean()
         grad = log_p.clamp_min_(-87.0).exp_()
         if smoothing:
             grad -= smoothing / n_classes
         grad.scatter_add_(1, labels[:, None], self.true_class_term(n, grad))
-        if weights is not None:
-            grad.mul_(weights[:, None])
+        if row_factor is not None:
+            grad.mul_(row_factor[:, None])
         return loss, grad
 
     def true_class_term(self, n, like):
@@ -706,6 +736,8 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
     logit_offset : torch.Tensor of shape (n_classes,) or None
         Added to the logits in the loss only (the logit-adjusted loss):
         the layer learns to predict without it.
+    focal_gamma : float
+        The focal loss's gamma; 0 is the cross-entropy.
     """
 
     def __init__(
@@ -718,12 +750,14 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
         weight_decay,
         label_smoothing=0.0,
         logit_offset=None,
+        focal_gamma=0.0,
     ):
         self.weight, self.bias = layer.weight, layer.bias
         self.lr_weight, self.lr_bias = lr_weight, lr_bias
         self.momentum, self.weight_decay = momentum, weight_decay
         self.label_smoothing = label_smoothing
         self.logit_offset = logit_offset
+        self.focal_gamma = focal_gamma
         self.velocity_weight = torch.zeros_like(self.weight, requires_grad=False)
         self.velocity_bias = torch.zeros_like(self.bias, requires_grad=False)
         # Minus the step sizes, as tensors so that a captured graph reads them.

@@ -429,6 +429,7 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         init=None,
         label_smoothing=0.0,
         logit_offset=None,
+        focal_gamma=0.0,
     ):
         """A linear layer on the device and its cross-entropy SGD step.
 
@@ -447,6 +448,8 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             Weight of the uniform distribution in the soft targets.
         logit_offset : ndarray of shape (n_classes,) or None
             Added to the logits in the loss only (the logit-adjusted loss).
+        focal_gamma : float
+            The focal loss's gamma; 0 is the cross-entropy.
 
         Returns
         -------
@@ -473,22 +476,27 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             logit_offset=None
             if logit_offset is None
             else torch.as_tensor(logit_offset, dtype=torch.float32, device=data.device),
+            focal_gamma=focal_gamma,
         )
         return layer, step
 
     def _train_linear_layer(
-        self, data, y, *, sampling, rng, curvature, logit_offset=None
+        self, data, y, *, sampling, rng, curvature, logit_offset=None, focal_gamma=0.0
     ):
         """Train a linear layer from zero with cross-entropy on the device features.
 
         ``y`` are the encoded labels, for the sampler of strategy
-        ``sampling`` (see ``_sampling.make_sampler``); ``curvature`` and
-        ``logit_offset`` as for :meth:`_linear_layer_step`; the rows'
-        weights, if any, are ``data``'s. Returns the layer, on the device,
+        ``sampling`` (see ``_sampling.make_sampler``); ``curvature``,
+        ``logit_offset`` and ``focal_gamma`` as for
+        :meth:`_linear_layer_step`; the rows' weights, if any, are
+        ``data``'s. Returns the layer, on the device,
         and sets ``loss_curve_``.
         """
         layer, step = self._linear_layer_step(
-            data, curvature=curvature, logit_offset=logit_offset
+            data,
+            curvature=curvature,
+            logit_offset=logit_offset,
+            focal_gamma=focal_gamma,
         )
         sampler = make_sampler(
             sampling, y, len(self.classes_), epochs=self.epochs, rng=rng

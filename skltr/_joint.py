@@ -30,8 +30,9 @@ class SoftmaxRegression(BaseTrainedClassifier):
     """A linear layer trained from zero with cross-entropy and a sampler.
 
     Subclasses say which sampling strategy through ``_sampling()``, and may
-    add a per-class offset to the logits in the loss (``_logit_offset``).
-    Class and sample weights (``_weights``) multiply each sample's loss.
+    add a per-class offset to the logits in the loss (``_logit_offset``) or
+    make it a focal loss (``_focal_gamma``). Class and sample weights
+    (``_weights``) multiply each sample's loss.
     """
 
     _parameter_constraints: dict = {
@@ -70,6 +71,10 @@ class SoftmaxRegression(BaseTrainedClassifier):
         """Added to the logits in the loss only; None for plain cross-entropy."""
         return None
 
+    def _focal_gamma(self):
+        """The focal loss's gamma; 0 for the cross-entropy."""
+        return 0.0
+
     def _fit(self, X, y, sample_weight=None):
         device, rng = self._start_training()
         data = DeviceFeatures(X, y, device, sample_weight=sample_weight)
@@ -84,6 +89,7 @@ class SoftmaxRegression(BaseTrainedClassifier):
             rng=rng,
             curvature=data.top_eigenvalue(rng),
             logit_offset=self._logit_offset(),
+            focal_gamma=self._focal_gamma(),
         )
         self.coef_, self.intercept_ = to_numpy(layer.weight), to_numpy(layer.bias)
 
@@ -112,6 +118,19 @@ class JointClassifier(SoftmaxRegression):
         SGD and, for tau-norm, makes the weight norms compare classes rather
         than feature scales.
 
+    loss : {"cross_entropy", "focal"}, default="cross_entropy"
+        The training loss. ``"focal"`` is the focal loss of Lin et al.
+        (2017), ``-(1 - p_y)^gamma log p_y``: it weighs down the samples the
+        layer already classifies confidently, which are mostly of the head
+        classes. It re-balances little with many classes (the survey's
+        ImageNet-LT table: 45.8 against 45.5 for the cross-entropy).
+
+    gamma : float, default=2.0
+        The focal loss's gamma (``loss="focal"``); 0 is the cross-entropy.
+        Not chosen on held-out data: each candidate would need a layer
+        trained for it; search it with
+        :class:`~sklearn.model_selection.GridSearchCV` and a shot scorer.
+
     %(class_weight_parameters)s
 
     %(training_parameters)s
@@ -132,6 +151,16 @@ class JointClassifier(SoftmaxRegression):
     TauNormClassifier : Re-balances this classifier by its weight norms.
     sklearn.linear_model.LogisticRegression : The full-batch counterpart.
 
+    References
+    ----------
+    .. [1] B. Kang, S. Xie, M. Rohrbach, Z. Yan, A. Gordo, J. Feng and
+       Y. Kalantidis, "Decoupling Representation and Classifier for
+       Long-Tailed Recognition", ICLR 2020.
+    .. [2] T.-Y. Lin, P. Goyal, R. Girshick, K. He and P. Dollar, "Focal Loss
+       for Dense Object Detection", ICCV 2017.
+    .. [3] Y. Cui, M. Jia, T.-Y. Lin, Y. Song and S. Belongie,
+       "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019.
+
     Notes
     -----
     %(lr_notes)s
@@ -151,6 +180,8 @@ class JointClassifier(SoftmaxRegression):
         self,
         *,
         standardize=True,
+        loss="cross_entropy",
+        gamma=2.0,
         class_weight=None,
         beta=DEFAULT_BETA,
         epochs=DEFAULT_EPOCHS,
@@ -163,6 +194,8 @@ class JointClassifier(SoftmaxRegression):
         verbose=0,
     ):
         self.standardize = standardize
+        self.loss = loss
+        self.gamma = gamma
         self.class_weight = class_weight
         self.beta = beta
         self.epochs = epochs
@@ -174,5 +207,14 @@ class JointClassifier(SoftmaxRegression):
         self.random_state = random_state
         self.verbose = verbose
 
+    _parameter_constraints: dict = {
+        **SoftmaxRegression._parameter_constraints,
+        "loss": [StrOptions({"cross_entropy", "focal"})],
+        "gamma": [Interval(Real, 0, None, closed="left")],
+    }
+
     def _sampling(self):
         return "instance"
+
+    def _focal_gamma(self):
+        return float(self.gamma) if self.loss == "focal" else 0.0

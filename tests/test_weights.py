@@ -10,7 +10,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.class_weight import compute_class_weight
 
 from skltr import CRTClassifier, JointClassifier
-from skltr._backend import SoftmaxRegressionSGD
+from skltr._backend import SoftmaxRegressionSGD, focal_terms
 from skltr._weights import effective_number_weights
 from skltr.metrics import shot_accuracy
 
@@ -186,3 +186,51 @@ def test_sample_weight_reaches_the_classifier_in_a_pipeline_a_search_and_calibra
 
     CalibratedClassifierCV(Recording(**CPU), cv=2).fit(X, y, sample_weight=weights)
     assert len(seen) == 2 and all(w is not None for w in seen)
+
+
+def test_focal_step_takes_the_steps_of_autograd():
+    rng = np.random.default_rng(1)
+    features = torch.as_tensor(rng.normal(size=(64, 5)) * 3, dtype=torch.float32)
+    labels = torch.as_tensor(rng.integers(0, 4, size=64))
+    weights = torch.as_tensor(rng.random(64) * 2, dtype=torch.float32)
+    layer = torch.nn.Linear(5, 4).requires_grad_(False)
+    reference = torch.nn.Linear(5, 4)
+    reference.load_state_dict(layer.state_dict())
+    settings = {"momentum": 0.9, "weight_decay": 1e-3}
+    step = SoftmaxRegressionSGD(
+        layer, lr_weight=0.3, lr_bias=0.3, focal_gamma=2.0, **settings
+    )
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.3, **settings)
+    for factor in (1.0, 0.5):
+        loss = step(features, labels, weights, lr_factor=factor)
+        for group in optimizer.param_groups:
+            group["lr"] = 0.3 * factor
+        optimizer.zero_grad()
+        log_p = torch.log_softmax(reference(features), dim=1)
+        log_p_true = log_p[torch.arange(64), labels]
+        focal = -((1 - log_p_true.exp()) ** 2) * log_p_true
+        expected = (focal * weights).mean()
+        expected.backward()
+        optimizer.step()
+        torch.testing.assert_close(loss, expected.detach())
+        torch.testing.assert_close(layer.weight, reference.weight.detach())
+        torch.testing.assert_close(layer.bias, reference.bias.detach())
+
+
+def test_focal_terms_are_finite_for_confident_rows():
+    log_p_true = torch.tensor([0.0, -1e-12, -1e-7, -0.5, -80.0])
+    for gamma in (0.5, 2.0, 5.0):
+        factor, loss = focal_terms(log_p_true, gamma)
+        assert torch.isfinite(factor).all() and torch.isfinite(loss).all()
+        assert (factor >= 0).all()
+        # p = 1: no loss and no gradient.
+        assert float(factor[0]) == 0.0 and float(loss[0]) == 0.0
+
+
+def test_focal_with_gamma_zero_is_the_cross_entropy(small_problem):
+    X, y = small_problem
+    focal = JointClassifier(loss="focal", gamma=0.0, **CPU).fit(X, y)
+    plain = JointClassifier(**CPU).fit(X, y)
+    np.testing.assert_array_equal(focal.coef_, plain.coef_)
+    with pytest.raises(ValueError, match="'gamma' parameter"):
+        JointClassifier(loss="focal", gamma=-1.0, **CPU).fit(X, y)
