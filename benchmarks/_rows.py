@@ -78,5 +78,6 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
         "Joint, class-balanced loss",
         JointClassifier(class_weight="effective", **trained),
     )
+    run("Joint, focal loss", JointClassifier(loss="focal", **trained))
     run("LogisticRegression (balanced)", logistic_regression_peer())
     return rows, fitted, per_class

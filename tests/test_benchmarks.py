@@ -23,6 +23,7 @@ ROWS = (
     "logit adjustment",
     "Balanced Softmax",
     "Joint, class-balanced loss",
+    "Joint, focal loss",
     "LogisticRegression (balanced)",
 )
 FIGURES = ("weight_norms.png", "tau_sweep.png", "per_class_accuracy.png")
