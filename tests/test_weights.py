@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import sklearn
 import torch
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GridSearchCV
@@ -234,3 +235,21 @@ def test_focal_with_gamma_zero_is_the_cross_entropy(small_problem):
     np.testing.assert_array_equal(focal.coef_, plain.coef_)
     with pytest.raises(ValueError, match="'gamma' parameter"):
         JointClassifier(loss="focal", gamma=-1.0, **CPU).fit(X, y)
+
+
+def test_sample_weight_is_routed_when_metadata_routing_is_on(small_problem):
+    X, y = small_problem
+    weights = np.where(y == 3, 5.0, 1.0)
+    direct = JointClassifier(**CPU).fit(X, y, sample_weight=weights)
+    with sklearn.config_context(enable_metadata_routing=True):
+        requested = (
+            JointClassifier(**CPU)
+            .set_fit_request(sample_weight=True)
+            .set_score_request(sample_weight=False)
+        )
+        search = GridSearchCV(requested, {"epochs": [30]}, cv=2)
+        search.fit(X, y, sample_weight=weights)
+        np.testing.assert_array_equal(search.best_estimator_.coef_, direct.coef_)
+        pipeline = make_pipeline(FunctionTransformer(), requested)
+        pipeline.fit(X, y, sample_weight=weights)
+        np.testing.assert_array_equal(pipeline[-1].coef_, direct.coef_)
