@@ -163,12 +163,17 @@ def test_fit_gives_finite_probabilities_or_explains(estimator_class, problem):
 
 IMAGE_MODES = ("L", "LA", "P", "RGB", "RGBA", "CMYK", "I;16", "F")
 #: How an image reaches the extractor; the last two are broken files.
-IMAGE_SOURCES = ("pil", "png", "jpeg", "gif", "truncated", "empty")
+IMAGE_SOURCES = ("pil", "png", "jpeg", "exif", "gif", "truncated", "empty")
 
 
 @st.composite
 def images(draw):
-    """(source, PIL image): an image of any size and mode, and how it is given."""
+    """(source, PIL image): an image of any size and mode, and how it is given.
+
+    The source is one of :data:`IMAGE_SOURCES`: in memory, or a file written
+    by :func:`save` (PNG, JPEG, a JPEG with an EXIF orientation, an animated
+    GIF, a truncated file or an empty one).
+    """
     width, height = draw(
         st.one_of(
             st.tuples(st.integers(1, 64), st.integers(1, 64)),
@@ -200,6 +205,12 @@ def save(source, image, path):
         frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:])
         return path
     savable = image if image.mode in ("L", "RGB") else image.convert("RGB")
+    if source == "exif":
+        # A JPEG as cameras write it: pixels as shot, and an orientation.
+        exif = savable.getexif()
+        exif[0x0112] = 1 + sum(image.size) % 8
+        savable.save(path, format="JPEG", exif=exif.tobytes())
+        return path
     savable.save(path, format="JPEG" if source == "jpeg" else "PNG")
     if source == "truncated":
         with open(path, "r+b") as file:
