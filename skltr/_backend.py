@@ -664,7 +664,9 @@ class ClosedFormSGD:
         The gradient is the softmax minus the (smoothed) targets; with
         ``weights``, each row's loss and gradient are multiplied by its
         weight (the mean is still over the rows, so weights of mean 1 keep
-        the step's scale). The
+        the step's scale). With ``focal_gamma`` set, the loss is the focal
+        loss and each row's gradient is multiplied by its factor
+        (:func:`focal_terms`). The
         log-probabilities are raised to -87 before their exponential: on the
         CPU, exp is ten times slower where its result is denormal (below
         exp(-87.3), as LWS's scaled joint logits can give), and a
