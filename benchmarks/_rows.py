@@ -10,6 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from skltr import (
     BalancedSoftmaxClassifier,
     CRTClassifier,
+    DisAlignClassifier,
     JointClassifier,
     LogitAdjustedClassifier,
     LORTClassifier,
@@ -33,11 +34,12 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
 
     Returns ``(rows, fitted, per_class)``: the split scores and fit time of
     each row, the fitted classifiers, and each row's per-class test accuracy,
-    by row name. The re-balancers (tau-norm, LWS, LORT, logit adjustment)
-    run with their defaults: each fits its own joint classifier and chooses
-    its knob by cross-fitting it on the training set, and their fit times
-    include all of that. With a validation split, tau-norm also chooses tau
-    on it (``fit(X, y, X_val, y_val)``) for the Joint row's classifier.
+    by row name. The re-balancers (tau-norm, LWS, LORT, logit adjustment,
+    DisAlign) run with their defaults: each fits its own joint classifier
+    and chooses its knob by cross-fitting it on the training set, and their
+    fit times include all of that. With a validation split, tau-norm also
+    chooses tau on it (``fit(X, y, X_val, y_val)``) for the Joint row's
+    classifier.
     """
     trained = {"device": device, "random_state": seed}
     counts = np.bincount(train.y)
@@ -73,6 +75,7 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
     rows["LORT"]["best_epoch"] = fitted["LORT"].best_epoch_
     run("logit adjustment", LogitAdjustedClassifier(**trained))
     rows["logit adjustment"]["tau"] = fitted["logit adjustment"].tau_
+    run("DisAlign", DisAlignClassifier(**trained))
     run("Balanced Softmax", BalancedSoftmaxClassifier(**trained))
     run(
         "Joint, class-balanced loss",

@@ -49,6 +49,7 @@ from sklearn.metrics import balanced_accuracy_score
 from skltr import (
     BalancedSoftmaxClassifier,
     CRTClassifier,
+    DisAlignClassifier,
     JointClassifier,
     LogitAdjustedClassifier,
     LORTClassifier,
@@ -69,6 +70,7 @@ REBALANCERS = (
     "LWSClassifier",
     "LORTClassifier",
     "LogitAdjustedClassifier",
+    "DisAlignClassifier",
 )
 
 SIZES = {
@@ -263,6 +265,7 @@ def main(argv=None):
         "LWSClassifier": LWSClassifier(**trained),
         "LORTClassifier": LORTClassifier(**trained),
         "LogitAdjustedClassifier": LogitAdjustedClassifier(**trained),
+        "DisAlignClassifier": DisAlignClassifier(**trained),
         "BalancedSoftmaxClassifier": BalancedSoftmaxClassifier(**trained),
     }
     print("| classifier | fit (s) | peer fit / fit | fit / Joint fit | balanced acc. |")

@@ -29,6 +29,7 @@ from sklearn.metrics import balanced_accuracy_score
 from skltr import (
     BalancedSoftmaxClassifier,
     CRTClassifier,
+    DisAlignClassifier,
     JointClassifier,
     LogitAdjustedClassifier,
     LORTClassifier,
@@ -72,7 +73,14 @@ GAUSSIANS = [
         dict(n_samples=20000, n_features=256, n_classes=200),
     ),
 ]
-REBALANCERS = ("tau-norm", "LWS", "LORT", "logit adjustment", "Balanced Softmax")
+REBALANCERS = (
+    "tau-norm",
+    "LWS",
+    "LORT",
+    "logit adjustment",
+    "DisAlign",
+    "Balanced Softmax",
+)
 
 
 def classifiers(seed):
@@ -85,6 +93,7 @@ def classifiers(seed):
         "LWS": LWSClassifier(**trained),
         "LORT": LORTClassifier(**trained),
         "logit adjustment": LogitAdjustedClassifier(**trained),
+        "DisAlign": DisAlignClassifier(**trained),
         "Balanced Softmax": BalancedSoftmaxClassifier(**trained),
         "Joint, class-balanced loss": JointClassifier(
             class_weight="effective", **trained

@@ -7,6 +7,7 @@ Long-Tailed Recognition", ICLR 2020; Han et al., "Logits Retargeting").
 
 from ._balanced_softmax import BalancedSoftmaxClassifier
 from ._crt import CRTClassifier
+from ._disalign import DisAlignClassifier
 from ._extractor import FeatureExtractor
 from ._joint import JointClassifier
 from ._logit_adjustment import LogitAdjustedClassifier
@@ -20,6 +21,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "BalancedSoftmaxClassifier",
     "CRTClassifier",
+    "DisAlignClassifier",
     "FeatureExtractor",
     "JointClassifier",
     "LORTClassifier",

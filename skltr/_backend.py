@@ -570,7 +570,8 @@ class AutogradSGD:
     param_groups : list of dict
         As for :class:`torch.optim.SGD`; every group names its own ``lr``.
     loss_fn : callable
-        ``loss_fn(features, labels)`` returns a scalar tensor.
+        ``loss_fn(features, labels)`` returns a scalar tensor; when the
+        batches carry row weights, ``loss_fn(features, labels, weights)``.
     momentum, weight_decay : float
     """
 
@@ -582,11 +583,12 @@ class AutogradSGD:
         self.loss_fn = loss_fn
 
     def __call__(self, features, labels, weights=None, *, lr_factor):
-        if weights is not None:
-            raise NotImplementedError("AutogradSGD takes no sample weights.")
         for group, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = lr * lr_factor
-        loss = self.loss_fn(features, labels)
+        if weights is None:
+            loss = self.loss_fn(features, labels)
+        else:
+            loss = self.loss_fn(features, labels, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -15,10 +15,9 @@ from ._backend import ClassScaleSGD, DeviceFeatures, feature_scaled_lr
 from ._base import to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
-from ._rebalance import DEFAULT_CV, TRAINING_REMEDY, BaseRebalancer
+from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import check_sampling, make_sampler
-from ._selection import TRAINING_DATA, mean_per_class_accuracy
-from ._warnings import warn
+from ._selection import TRAINING_DATA
 
 # The scales are learned on precomputed logits, C numbers a row, so an epoch
 # costs little beside the joint fits. Measured with 2-fold cross-fitting
@@ -145,7 +144,7 @@ default="class"
         device, rng = self._start_training()
         logits, labels = self._pooled_held_out_logits(X, y, validation, device)
         if self.chosen_on_ == TRAINING_DATA:
-            self._warn_if_nothing_to_correct(logits, labels)
+            self._warn_if_nothing_to_correct(logits, labels, "scales")
         scales = torch.ones(len(self.classes_), device=device)
         # The scales act on the logits as weights act on features: the step
         # is divided by the mean squared logit.
@@ -167,19 +166,3 @@ default="class"
         self.scales_ = to_numpy(scales)
         self.coef_ = self.scales_[:, None] * self.joint_coef_
         self.intercept_ = (self.scales_ * self.joint_intercept_).astype(np.float32)
-
-    def _warn_if_nothing_to_correct(self, logits, labels):
-        """Warn when the joint classifier classifies every training sample right.
-
-        The scales are then learned from a loss with no error in it, and stay
-        close to 1 whatever the imbalance.
-        """
-        hits = (logits.argmax(dim=1).cpu().numpy() == labels).astype(np.int64)
-        correct = np.bincount(labels, weights=hits, minlength=len(self.classes_))
-        if mean_per_class_accuracy(correct, self.class_counts_) >= 1.0:
-            warn(
-                f"{type(self).__name__} learned its scales on the training set, "
-                "but the joint classifier classifies every training sample "
-                "correctly, so there was no error for the scales to correct. "
-                f"{TRAINING_REMEDY}"
-            )

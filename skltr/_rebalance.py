@@ -310,14 +310,18 @@ default=None
             )
         return float(grid[np.argmax(self.tau_scores_)])
 
-    def _pooled_held_out_logits(self, X, y, validation, device):
+    def _pooled_held_out_logits(self, X, y, validation, device, *, features=False):
         """The joint logits of every held-out row, pooled, and their labels.
 
         Float32 logits on ``device`` from the heads of :meth:`_scoring_sets`
         (each row scored by a head that did not train on it, unless the
-        choice is on the training set); sets ``chosen_on_``.
+        choice is on the training set); sets ``chosen_on_``. With
+        ``features``, also the held-out rows themselves, float32 on
+        ``device``, standardised as the full joint classifier sees them
+        (its ``feature_mean_`` and ``feature_scale_``), in the same order:
+        ``(logits, rows, labels)``.
         """
-        logits, labels = [], []
+        logits, labels, held_out_rows = [], [], []
         for scoring in self._scoring_sets(X, y, validation):
             scores = scoring.head.scores(float64_device(device))
             rows = scoring.X_held_out
@@ -325,7 +329,13 @@ default=None
             for chunk in iter_row_chunks(rows.shape[0], width):
                 chunk_logits = scores(feature_rows(rows, chunk))
                 logits.append(chunk_logits.to(device, torch.float32))
+            if features:
+                # Served as in training, so that a constant column is exactly 0.
+                served = self._device_features(rows, scoring.y_held_out, device)
+                held_out_rows.extend(chunk for chunk, _ in served.iter_all())
             labels.append(scoring.y_held_out)
+        if features:
+            return torch.cat(logits), torch.cat(held_out_rows), np.concatenate(labels)
         return torch.cat(logits), np.concatenate(labels)
 
     def _device_features(self, X, y, device):
@@ -352,4 +362,22 @@ default=None
                 f"{len(scores)} candidates ({describe(perfect)}) classify "
                 "every training sample correctly, so the training set cannot "
                 f"tell them apart; the first was kept. {TRAINING_REMEDY}"
+            )
+
+    def _warn_if_nothing_to_correct(self, logits, labels, what):
+        """Warn when ``what`` was learned on a training set the joint head fits.
+
+        ``logits`` are the joint logits of the rows learned on, ``labels``
+        their labels. When the joint classifier classifies every one of them
+        right, the loss has no error in it and ``what`` stays close to its
+        start whatever the imbalance.
+        """
+        hits = (logits.argmax(dim=1).cpu().numpy() == labels).astype(np.int64)
+        correct = np.bincount(labels, weights=hits, minlength=len(self.classes_))
+        if mean_per_class_accuracy(correct, self.class_counts_) >= 1.0:
+            warn(
+                f"{type(self).__name__} learned its {what} on the training set, "
+                "but the joint classifier classifies every training sample "
+                f"correctly, so there was no error for them to correct. "
+                f"{TRAINING_REMEDY}"
             )

@@ -21,6 +21,7 @@ ROWS = (
     "LWS",
     "LORT",
     "logit adjustment",
+    "DisAlign",
     "Balanced Softmax",
     "Joint, class-balanced loss",
     "Joint, focal loss",
@@ -182,7 +183,7 @@ def test_classifier_speed_reports_every_classifier_against_the_peer():
     assert "| peer: scaler + LogisticRegression(balanced) |" in out
     for name in (
         "Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT", "LogitAdjusted",
-        "BalancedSoftmax",
+        "BalancedSoftmax", "DisAlign",
     ):  # fmt: skip
         assert f"| {name}Classifier (defaults) |" in out
     assert "| CRTClassifier (defaults), X a tensor already on cpu |" in out

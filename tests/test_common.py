@@ -10,6 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skltr import (
     BalancedSoftmaxClassifier,
     CRTClassifier,
+    DisAlignClassifier,
     FeatureExtractor,
     JointClassifier,
     LogitAdjustedClassifier,
@@ -29,6 +30,7 @@ ESTIMATORS = [
     LWSClassifier(device="cpu"),
     LORTClassifier(device="cpu"),
     LogitAdjustedClassifier(device="cpu"),
+    DisAlignClassifier(device="cpu"),
 ]
 
 # Checks a classifier is known to fail, keyed by class, each with its reason.

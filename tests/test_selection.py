@@ -9,6 +9,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 
 from skltr import (
+    DisAlignClassifier,
     JointClassifier,
     LogitAdjustedClassifier,
     LORTClassifier,
@@ -24,6 +25,7 @@ REBALANCERS = [
     LWSClassifier,
     LORTClassifier,
     LogitAdjustedClassifier,
+    DisAlignClassifier,
 ]
 
 
