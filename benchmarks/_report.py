@@ -27,13 +27,19 @@ def markdown(summary, rows):
             for split in ("many", "medium", "few", "all")
         )
         lines.append(f"| {name} | {cells} | {row['fit_seconds']:.2f} |")
-    chosen = [
-        f"{name}: tau = {row['tau']:g}" for name, row in rows.items() if "tau" in row
-    ] + [
-        f"{name}: best epoch {row['best_epoch']}"
-        for name, row in rows.items()
-        if "best_epoch" in row
-    ]
+    chosen = (
+        [f"{name}: tau = {row['tau']:g}" for name, row in rows.items() if "tau" in row]
+        + [
+            f"{name}: best epoch {row['best_epoch']}"
+            for name, row in rows.items()
+            if "best_epoch" in row
+        ]
+        + [
+            f"{name}: weight decay {row['weight_decay']:g}"
+            for name, row in rows.items()
+            if "weight_decay" in row
+        ]
+    )
     lines += ["", "Chosen without the test set: " + "; ".join(chosen) + "."]
     return "\n".join(lines)
 

@@ -12,11 +12,13 @@ from skltr import (
     CRTClassifier,
     DisAlignClassifier,
     JointClassifier,
+    LDAMClassifier,
     LogitAdjustedClassifier,
     LORTClassifier,
     LWSClassifier,
     NCMClassifier,
     TauNormClassifier,
+    WeightBalancedClassifier,
 )
 from skltr.metrics._shot import class_count_table, per_class_accuracy, split_table
 
@@ -35,11 +37,11 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
     Returns ``(rows, fitted, per_class)``: the split scores and fit time of
     each row, the fitted classifiers, and each row's per-class test accuracy,
     by row name. The re-balancers (tau-norm, LWS, LORT, logit adjustment,
-    DisAlign) run with their defaults: each fits its own joint classifier
-    and chooses its knob by cross-fitting it on the training set, and their
-    fit times include all of that. With a validation split, tau-norm also
-    chooses tau on it (``fit(X, y, X_val, y_val)``) for the Joint row's
-    classifier.
+    DisAlign, weight balancing) run with their defaults: each fits its own
+    joint classifier and chooses its knob by cross-fitting it on the
+    training set, and their fit times include all of that. With a
+    validation split, tau-norm also chooses tau on it (``fit(X, y, X_val,
+    y_val)``) for the Joint row's classifier.
     """
     trained = {"device": device, "random_state": seed}
     counts = np.bincount(train.y)
@@ -76,7 +78,10 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
     run("logit adjustment", LogitAdjustedClassifier(**trained))
     rows["logit adjustment"]["tau"] = fitted["logit adjustment"].tau_
     run("DisAlign", DisAlignClassifier(**trained))
+    run("weight balancing", WeightBalancedClassifier(**trained))
+    rows["weight balancing"]["weight_decay"] = fitted["weight balancing"].weight_decay_
     run("Balanced Softmax", BalancedSoftmaxClassifier(**trained))
+    run("LDAM-DRW", LDAMClassifier(**trained))
     run(
         "Joint, class-balanced loss",
         JointClassifier(class_weight="effective", **trained),

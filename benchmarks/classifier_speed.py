@@ -51,11 +51,13 @@ from skltr import (
     CRTClassifier,
     DisAlignClassifier,
     JointClassifier,
+    LDAMClassifier,
     LogitAdjustedClassifier,
     LORTClassifier,
     LWSClassifier,
     NCMClassifier,
     TauNormClassifier,
+    WeightBalancedClassifier,
 )
 from skltr.datasets import make_long_tailed_features
 
@@ -71,6 +73,7 @@ REBALANCERS = (
     "LORTClassifier",
     "LogitAdjustedClassifier",
     "DisAlignClassifier",
+    "WeightBalancedClassifier",
 )
 
 SIZES = {
@@ -266,7 +269,9 @@ def main(argv=None):
         "LORTClassifier": LORTClassifier(**trained),
         "LogitAdjustedClassifier": LogitAdjustedClassifier(**trained),
         "DisAlignClassifier": DisAlignClassifier(**trained),
+        "WeightBalancedClassifier": WeightBalancedClassifier(**trained),
         "BalancedSoftmaxClassifier": BalancedSoftmaxClassifier(**trained),
+        "LDAMClassifier": LDAMClassifier(**trained),
     }
     print("| classifier | fit (s) | peer fit / fit | fit / Joint fit | balanced acc. |")
     print("|---|---:|---:|---:|---:|")

@@ -31,11 +31,13 @@ from skltr import (
     CRTClassifier,
     DisAlignClassifier,
     JointClassifier,
+    LDAMClassifier,
     LogitAdjustedClassifier,
     LORTClassifier,
     LWSClassifier,
     NCMClassifier,
     TauNormClassifier,
+    WeightBalancedClassifier,
 )
 from skltr._logit_adjustment import log_prior
 from skltr.datasets import make_long_tailed_features
@@ -79,7 +81,9 @@ REBALANCERS = (
     "LORT",
     "logit adjustment",
     "DisAlign",
+    "weight balancing",
     "Balanced Softmax",
+    "LDAM-DRW",
 )
 
 
@@ -94,7 +98,9 @@ def classifiers(seed):
         "LORT": LORTClassifier(**trained),
         "logit adjustment": LogitAdjustedClassifier(**trained),
         "DisAlign": DisAlignClassifier(**trained),
+        "weight balancing": WeightBalancedClassifier(**trained),
         "Balanced Softmax": BalancedSoftmaxClassifier(**trained),
+        "LDAM-DRW": LDAMClassifier(**trained),
         "Joint, class-balanced loss": JointClassifier(
             class_weight="effective", **trained
         ),

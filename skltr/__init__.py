@@ -10,11 +10,13 @@ from ._crt import CRTClassifier
 from ._disalign import DisAlignClassifier
 from ._extractor import FeatureExtractor
 from ._joint import JointClassifier
+from ._ldam import LDAMClassifier
 from ._logit_adjustment import LogitAdjustedClassifier
 from ._lort import LORTClassifier
 from ._lws import LWSClassifier
 from ._ncm import NCMClassifier
 from ._tau_norm import TauNormClassifier
+from ._weight_balancing import WeightBalancedClassifier
 
 __version__ = "0.1.0.dev0"
 
@@ -24,10 +26,12 @@ __all__ = [
     "DisAlignClassifier",
     "FeatureExtractor",
     "JointClassifier",
+    "LDAMClassifier",
     "LORTClassifier",
     "LogitAdjustedClassifier",
     "LWSClassifier",
     "NCMClassifier",
     "TauNormClassifier",
+    "WeightBalancedClassifier",
     "__version__",
 ]

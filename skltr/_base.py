@@ -405,10 +405,14 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             "desc": type(self).__name__,
         }
 
-    def _train(self, step, data, sampler):
-        """Run the training loop with this estimator's settings; set ``loss_curve_``."""
+    def _train(self, step, data, sampler, *, epoch_end=None):
+        """Run the training loop with this estimator's settings; set ``loss_curve_``.
+
+        ``epoch_end(epoch)``, if given, is called after each epoch (see
+        :func:`train_minibatch`).
+        """
         self.loss_curve_ = train_minibatch(
-            step, data, sampler, **self._training_settings()
+            step, data, sampler, epoch_end=epoch_end, **self._training_settings()
         )
 
     def _autograd_step(self, param_groups, loss):
@@ -430,6 +434,7 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         label_smoothing=0.0,
         logit_offset=None,
         focal_gamma=0.0,
+        weight_decay=None,
     ):
         """A linear layer on the device and its cross-entropy SGD step.
 
@@ -450,6 +455,8 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             Added to the logits in the loss only (the logit-adjusted loss).
         focal_gamma : float
             The focal loss's gamma; 0 is the cross-entropy.
+        weight_decay : float, optional
+            The L2 penalty when it is not the ``weight_decay`` parameter.
 
         Returns
         -------
@@ -471,7 +478,7 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             lr_weight=feature_scaled_lr(lr, curvature),
             lr_bias=lr,
             momentum=self.momentum,
-            weight_decay=self.weight_decay,
+            weight_decay=self.weight_decay if weight_decay is None else weight_decay,
             label_smoothing=label_smoothing,
             logit_offset=None
             if logit_offset is None

@@ -67,7 +67,13 @@ def aligned_logits(logits, gate_logit, scale, bias):
         ``v . x + c`` of each row.
     scale, bias : torch.Tensor of shape (n_classes,)
     """
-    return logits + torch.sigmoid(gate_logit) * ((scale - 1.0) * logits + bias)
+    # sigmoid(g) as the first entry of softmax([g, 0]) over each row: torch's
+    # elementwise sigmoid rounds the rows past the last full SIMD vector of a
+    # chunk differently, so a row's score would depend on where the chunk
+    # cuts; the softmax works row by row alike.
+    pair = torch.cat([gate_logit, torch.zeros_like(gate_logit)], dim=1)
+    gate = torch.softmax(pair, dim=1)[:, :1]
+    return logits + gate * ((scale - 1.0) * logits + bias)
 
 
 @fill_doc(
@@ -135,6 +141,19 @@ class DisAlignClassifier(BaseRebalancer):
     %(common_attributes)s
 
     %(training_attributes)s
+
+    Notes
+    -----
+    The alignment is learned on the logits of the fold classifiers and
+    applied to those of the joint classifier fit on all the data. On small
+    training sets the two differ: a fold classifier fit on half of a few
+    hundred rows is more confident than the full one (on 215 rows in 6
+    dimensions, 10 in the rarest class, its logits were twice as large), so
+    the biases learned on its logits over-correct the full one's (balanced
+    accuracy 78.1 against 86.2 for the joint classifier there). With a few
+    hundred rows, use more folds (``cv=5``: 86.7 on the same problem) or
+    validation data; from a few thousand rows on, the default beat the
+    joint classifier on every problem measured.
 
     See Also
     --------
@@ -249,16 +268,12 @@ class DisAlignClassifier(BaseRebalancer):
         self.gate_intercept_ = float(gate_intercept.detach())
 
     def _scorer(self, device):
-        joint = LinearScores(
-            self.joint_coef_,
-            self.joint_intercept_,
-            shift=self.feature_mean_,
-            scale=self.feature_scale_,
-            device=device,
-        )
-        gate = LinearScores(
-            self.gate_coef_[None, :],
-            np.array([self.gate_intercept_]),
+        # The gate is one more output of the joint head's product: a product
+        # of its own, one column wide, rounded differently with the number
+        # of rows in a chunk.
+        head = LinearScores(
+            np.vstack([self.joint_coef_, self.gate_coef_[None, :]]),
+            np.append(self.joint_intercept_, self.gate_intercept_),
             shift=self.feature_mean_,
             scale=self.feature_scale_,
             device=device,
@@ -269,6 +284,9 @@ class DisAlignClassifier(BaseRebalancer):
         )
 
         def scores(rows):
-            return aligned_logits(joint(rows), gate(rows), scale, bias)
+            joint_and_gate = head(rows)
+            return aligned_logits(
+                joint_and_gate[:, :-1], joint_and_gate[:, -1:], scale, bias
+            )
 
         return scores

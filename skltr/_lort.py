@@ -30,7 +30,7 @@ from ._backend import (
 from ._base import mean_squared_norm, to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE
-from ._rebalance import DEFAULT_CV, BaseRebalancer
+from ._rebalance import DEFAULT_CV, BaseRebalancer, child_rng
 from ._sampling import make_sampler
 from ._selection import (
     CROSS_FITTING,
@@ -216,7 +216,7 @@ class LORTClassifier(BaseRebalancer):
         # the full joint classifier's, and its best point is the fit.
         keep_weights = self.chosen_on_ != CROSS_FITTING
         walks = [
-            self._walk(scoring, device, _child(rng), keep_losses=keep_weights)
+            self._walk(scoring, device, child_rng(rng), keep_losses=keep_weights)
             for scoring in scoring_sets
         ]
         scored = sum(
@@ -248,7 +248,7 @@ class LORTClassifier(BaseRebalancer):
         if not keep_weights:
             # Walk the full joint classifier's path to the epoch chosen.
             full = ScoringSet(self._full_head(), X, y, None, None)
-            walk = self._walk(full, device, _child(rng), keep_losses=True)
+            walk = self._walk(full, device, child_rng(rng), keep_losses=True)
             path = next(walk)
             for _ in range(best):
                 path = next(walk)
@@ -305,11 +305,6 @@ class LORTClassifier(BaseRebalancer):
     def _auto_lr(self, n_samples):
         per_epoch = _PATH_PER_EPOCH * max(1.0, np.log10(len(self.classes_)))
         return per_epoch * effective_batch_size(self.batch_size, n_samples) / n_samples
-
-
-def _child(rng):
-    """An independent generator drawn from ``rng``."""
-    return np.random.default_rng(rng.integers(2**63 - 1))
 
 
 class _PathPoint:

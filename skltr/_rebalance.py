@@ -60,6 +60,11 @@ TRAINING_REMEDY = (
 )
 
 
+def child_rng(rng):
+    """An independent generator drawn from ``rng``."""
+    return np.random.default_rng(rng.integers(2**63 - 1))
+
+
 def _fit_joint(joint, X, y, data_key):
     # Module-level so that joblib.Memory can cache it. X and y are left out of
     # its hash and ``data_key`` stands for them: SHA-1 runs 2.5 times faster

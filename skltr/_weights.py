@@ -100,8 +100,9 @@ def _dict_weights(class_weight, classes):
 def training_weights(estimator, X, y, sample_weight):
     """Each training row's weight in the loss, mean 1, or None for uniform weights.
 
-    Combines ``estimator.class_weight`` (and ``beta``) with ``sample_weight``,
-    both checked here, with errors naming the parameter.
+    Combines ``estimator.class_weight`` (and ``beta``), where it has one,
+    with ``sample_weight``, both checked here, with errors naming the
+    parameter.
 
     Parameters
     ----------
@@ -112,7 +113,9 @@ def training_weights(estimator, X, y, sample_weight):
     sample_weight : array-like or torch.Tensor of shape (n_samples,) or None
     """
     per_class = class_weight_vector(
-        estimator.class_weight,
+        # An estimator without class_weight (LDAM defers its own) weighs
+        # samples only.
+        getattr(estimator, "class_weight", None),
         estimator.classes_,
         estimator.class_counts_,
         getattr(estimator, "beta", DEFAULT_BETA),

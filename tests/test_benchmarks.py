@@ -22,7 +22,9 @@ ROWS = (
     "LORT",
     "logit adjustment",
     "DisAlign",
+    "weight balancing",
     "Balanced Softmax",
+    "LDAM-DRW",
     "Joint, class-balanced loss",
     "Joint, focal loss",
     "LogisticRegression (balanced)",
@@ -183,7 +185,7 @@ def test_classifier_speed_reports_every_classifier_against_the_peer():
     assert "| peer: scaler + LogisticRegression(balanced) |" in out
     for name in (
         "Joint", "CRT", "NCM", "TauNorm", "LWS", "LORT", "LogitAdjusted",
-        "BalancedSoftmax", "DisAlign",
+        "BalancedSoftmax", "DisAlign", "LDAM", "WeightBalanced",
     ):  # fmt: skip
         assert f"| {name}Classifier (defaults) |" in out
     assert "| CRTClassifier (defaults), X a tensor already on cpu |" in out
@@ -225,7 +227,7 @@ def test_peer_check_scores_every_classifier_against_the_peer(tmp_path):
     header, _, row = out.splitlines()[:3]
     assert header.split(" | ")[1:4] == ["peer", "Joint", "cRT"]
     assert "logit adjustment" in header and "tau-norm, best tau on test" in header
-    assert "Balanced Softmax" in header
+    assert "Balanced Softmax" in header and "LDAM-DRW" in header
     cells = row.split(" | ")
     assert cells[0] == "| f.npz"
     # One accuracy per column, and the margin of the worst re-balancer.

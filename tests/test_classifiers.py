@@ -15,17 +15,23 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skltr import (
+    BalancedSoftmaxClassifier,
     CRTClassifier,
+    DisAlignClassifier,
     JointClassifier,
+    LDAMClassifier,
+    LogitAdjustedClassifier,
     LORTClassifier,
     LWSClassifier,
     NCMClassifier,
     TauNormClassifier,
+    WeightBalancedClassifier,
 )
 from skltr._lort import retargeted_labels
 from skltr._selection import DEFAULT_TAU_GRID
 from skltr._tau_norm import correct_by_tau
 from skltr.datasets import make_long_tailed_features
+from skltr.metrics import shot_accuracy
 
 CPU = {"device": "cpu", "random_state": 0}
 ALL_CLASSIFIERS = [
@@ -35,6 +41,14 @@ ALL_CLASSIFIERS = [
     TauNormClassifier(**CPU),
     LWSClassifier(**CPU),
     LORTClassifier(**CPU),
+    LogitAdjustedClassifier(**CPU),
+    # On these few hundred rows the default's fold classifiers are more
+    # confident than the full one and its alignment over-corrects (see its
+    # Notes): five folds, as the docstring advises.
+    DisAlignClassifier(cv=5, **CPU),
+    WeightBalancedClassifier(**CPU),
+    BalancedSoftmaxClassifier(**CPU),
+    LDAMClassifier(**CPU),
 ]
 REBALANCERS = [c for c in ALL_CLASSIFIERS if not isinstance(c, JointClassifier)]
 
@@ -267,16 +281,21 @@ def test_lort_starts_from_the_joint_classifier_and_keeps_the_best_point(long_tai
 @pytest.mark.parametrize("clf", REBALANCERS, ids=_ids)
 def test_every_rebalancer_beats_joint_on_a_long_tail(long_tailed, clf):
     X, y, X_test, y_test = long_tailed
-    joint = balanced_accuracy_score(
-        y_test, JointClassifier(**CPU).fit(X, y).predict(X_test)
+    counts = np.bincount(y)
+    joint = shot_accuracy(
+        y_test, JointClassifier(**CPU).fit(X, y).predict(X_test), class_counts=counts
     )
-    score = balanced_accuracy_score(y_test, clone(clf).fit(X, y).predict(X_test))
+    rebalanced = shot_accuracy(
+        y_test, clone(clf).fit(X, y).predict(X_test), class_counts=counts
+    )
+    score, joint_score = rebalanced["all"], joint["all"]
     # LORT stops where its path's mean per-class TRAINING accuracy peaks; the
     # fully trained joint classifier already fits these training classes
     # (99.2%), the path reaches 100% after one epoch and stops there, so LORT
     # only edges past it here (0.958 against 0.954).
     margin = 0.0 if isinstance(clf, LORTClassifier) else 0.01
-    assert score > joint + margin, (score, joint)
+    assert score > joint_score + margin, (score, joint_score)
+    assert rebalanced["few"] > joint["few"] + 0.05
 
 
 def _projection(n_in, n_out):
@@ -345,7 +364,9 @@ SEEDED = [c for c in ALL_CLASSIFIERS if "random_state" in c.get_params()]
 def test_same_random_state_gives_the_same_model(long_tailed, clf):
     X, y, _, _ = long_tailed
     first, second = clone(clf).fit(X, y), clone(clf).fit(X, y)
-    np.testing.assert_array_equal(first.coef_, second.coef_)
+    np.testing.assert_array_equal(
+        first.decision_function(X), second.decision_function(X)
+    )
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.class_weight import compute_class_weight
 
-from skltr import CRTClassifier, JointClassifier
+from skltr import CRTClassifier, JointClassifier, LDAMClassifier
 from skltr._backend import SoftmaxRegressionSGD, focal_terms
 from skltr._weights import effective_number_weights
 from skltr.metrics import shot_accuracy
 
 CPU = {"device": "cpu", "random_state": 0}
 WEIGHTED = [JointClassifier, CRTClassifier]
+# Every trainer that takes sample_weight, class_weight or not.
+SAMPLE_WEIGHTED = [JointClassifier, LDAMClassifier]
 
 
 def test_effective_number_weights_follow_the_formula():
@@ -53,23 +55,25 @@ def test_balanced_dict_and_sample_weight_spell_the_same_weights(
     assert not np.allclose(unweighted.coef_, fits[0].coef_)
 
 
-def test_uniform_weights_are_no_weights(small_problem):
+@pytest.mark.parametrize("estimator", SAMPLE_WEIGHTED, ids=lambda c: c.__name__)
+def test_uniform_weights_are_no_weights(estimator, small_problem):
     X, y = small_problem
-    plain = JointClassifier(**CPU).fit(X, y)
+    plain = estimator(**CPU).fit(X, y)
     for weights in (np.ones(len(y)), np.full(len(y), 3.5)):
-        fit = JointClassifier(**CPU).fit(X, y, sample_weight=weights)
+        fit = estimator(**CPU).fit(X, y, sample_weight=weights)
         np.testing.assert_array_equal(fit.coef_, plain.coef_)
 
 
-def test_integer_weights_agree_with_repeated_rows():
+@pytest.mark.parametrize("estimator", [JointClassifier], ids=lambda c: c.__name__)
+def test_integer_weights_agree_with_repeated_rows(estimator):
     # Minibatch SGD agrees in expectation only (see test_common.py), and the
     # repeated rows' epochs are longer: compare the predictions.
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), [200, 60, 20])
     X = rng.normal(size=(len(y), 6)) + 1.5 * np.eye(3, 6)[y]
     weights = rng.integers(0, 4, size=len(y))
-    weighted = JointClassifier(**CPU).fit(X, y, sample_weight=weights)
-    repeated = JointClassifier(**CPU).fit(
+    weighted = estimator(**CPU).fit(X, y, sample_weight=weights)
+    repeated = estimator(**CPU).fit(
         np.repeat(X, weights, axis=0), np.repeat(y, weights)
     )
     X_test = rng.normal(size=(3000, 6)) + 1.5 * np.eye(3, 6)[np.arange(3000) % 3]
