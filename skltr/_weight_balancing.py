@@ -294,8 +294,11 @@ class WeightBalancedClassifier(BaseRebalancer):
     def _fine_tuned(self, head, X, y, weight_decay, device, rng):
         """``head`` fine-tuned on ``(X, y)`` under MaxNorm with ``weight_decay``.
 
-        Returns the weights and bias, on the device, and the loss curve.
+        The radius is the head's own: a fold's head, fit on fewer rows, has
+        longer rows than the full one. Returns the weights and bias, on the
+        device, and the loss curve.
         """
+        radius = max_norm_radius(head.coef, self.radius_fraction)
         data = DeviceFeatures(
             X,
             y,
@@ -312,7 +315,7 @@ class WeightBalancedClassifier(BaseRebalancer):
         )
 
         def epoch_end(epoch):
-            project_rows(layer.weight, self.radius_)
+            project_rows(layer.weight, radius)
             return False
 
         losses = train_minibatch(
