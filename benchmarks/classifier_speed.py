@@ -325,8 +325,9 @@ def main(argv=None):
     print(
         "\nThe Joint row is timed against the plain peer, the others against the "
         "balanced one. The re-balancers' fits (tau-norm, LWS, LORT, logit "
-        "adjustment) include their own joint fit and the cross-fitted choice "
-        "of their knob; their fit / Joint fit is the median ratio of fits made "
+        "adjustment, DisAlign, weight balancing) include their own joint fit "
+        "and the cross-fitted choice of their knob; their fit / Joint fit is "
+        "the median ratio of fits made "
         "right after a Joint fit, the others' the ratio of the medians."
         f" Peer times: balanced {peers['balanced'][2]}, "
         f"plain {peers[None][2]}. Each measured fit time is the median of "
