@@ -40,8 +40,8 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
     DisAlign, weight balancing) run with their defaults: each fits its own
     joint classifier and chooses its knob by cross-fitting it on the
     training set, and their fit times include all of that. With a
-    validation split, tau-norm also chooses tau on it (``fit(X, y, X_val,
-    y_val)``) for the Joint row's classifier.
+    validation split, tau-norm also chooses tau on it (``fit(X, y,
+    X_val=X_val, y_val=y_val)``) for the Joint row's classifier.
     """
     trained = {"device": device, "random_state": seed}
     counts = np.bincount(train.y)

@@ -211,10 +211,10 @@ class DisAlignClassifier(BaseRebalancer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _rebalance(self, X, y, validation):
+    def _rebalance(self, X, y, validation, sample_weight):
         device, rng = self._start_training()
-        logits, rows, labels = self._pooled_held_out_logits(
-            X, y, validation, device, features=True
+        logits, rows, labels, weights = self._pooled_held_out_logits(
+            X, y, validation, device, sample_weight, features=True
         )
         if self.chosen_on_ == TRAINING_DATA:
             self._warn_if_nothing_to_correct(logits, labels, "alignment")
@@ -239,7 +239,9 @@ class DisAlignClassifier(BaseRebalancer):
         # standardised features for the gate).
         squared_logit = float(logits.square().mean(dim=1).mean())
         squared_feature = float(rows.square().sum(dim=1).mean())
-        class_weights = generalised_reweighting(self.class_counts_, self.rho)
+        row_weights = generalised_reweighting(self.class_counts_, self.rho)[labels]
+        if weights is not None:
+            row_weights = row_weights * weights
         self._train(
             self._autograd_step(
                 [
@@ -259,7 +261,7 @@ class DisAlignClassifier(BaseRebalancer):
                 torch.cat([logits, rows], dim=1),
                 labels,
                 device,
-                sample_weight=class_weights[labels],
+                sample_weight=row_weights,
             ),
             make_sampler("instance", labels, n_classes, epochs=self.epochs, rng=rng),
         )

@@ -96,12 +96,13 @@ memory : str, joblib.Memory or None, default=None
     once per candidate. A string is a cache directory.
 """,
     "cv_parameters": """
-cv : int, cross-validation splitter or None, default=%(cv)s
+cv : int, cross-validation splitter, iterable or None, default=%(cv)s
     How the re-balancing knob is chosen when this estimator fits its own
     joint classifier (``joint`` None or an unfitted
     :class:`JointClassifier`): on held-out predictions, by cross-fitting.
     An int is the number of stratified folds; a splitter (``KFold``,
-    ``StratifiedKFold``, ...) is used as it is. Each fold's joint classifier
+    ``StratifiedKFold``, ...) or an iterable of (train, held-out) index
+    arrays is used as it is. Each fold's joint classifier
     is fit on the other folds and scores its held-out rows; the candidates'
     correct predictions are pooled over the folds and the best mean
     per-class accuracy wins; the joint classifier fit on all the data gets

@@ -142,7 +142,7 @@ class LogitAdjustedClassifier(BaseRebalancer):
         self.device = device
         self.random_state = random_state
 
-    def _rebalance(self, X, y, validation):
+    def _rebalance(self, X, y, validation, sample_weight):
         if self.tau == "auto":
             self.tau_ = self._choose_tau(
                 X,
@@ -156,6 +156,7 @@ class LogitAdjustedClassifier(BaseRebalancer):
                     len(self.classes_),
                     device,
                 ),
+                sample_weight,
             )
         else:
             self.tau_ = float(self.tau)

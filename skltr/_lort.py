@@ -209,9 +209,9 @@ class LORTClassifier(BaseRebalancer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _rebalance(self, X, y, validation):
+    def _rebalance(self, X, y, validation, sample_weight):
         device, rng = self._start_training()
-        scoring_sets = list(self._scoring_sets(X, y, validation))
+        scoring_sets = list(self._scoring_sets(X, y, validation, sample_weight))
         # With validation data or the training set, the one path walked is
         # the full joint classifier's, and its best point is the fit.
         keep_weights = self.chosen_on_ != CROSS_FITTING
@@ -247,7 +247,9 @@ class LORTClassifier(BaseRebalancer):
             )
         if not keep_weights:
             # Walk the full joint classifier's path to the epoch chosen.
-            full = ScoringSet(self._full_head(), X, y, None, None)
+            full = ScoringSet(
+                self._full_head(), X, y, None, None, w_train=sample_weight
+            )
             walk = self._walk(full, device, child_rng(rng), keep_losses=True)
             path = next(walk)
             for _ in range(best):
@@ -265,7 +267,12 @@ class LORTClassifier(BaseRebalancer):
         """
         head = scoring.head
         data = DeviceFeatures(
-            scoring.X_train, scoring.y_train, device, shift=head.mean, scale=head.scale
+            scoring.X_train,
+            scoring.y_train,
+            device,
+            shift=head.mean,
+            scale=head.scale,
+            sample_weight=scoring.w_train,
         )
         held_out = None
         if scoring.X_held_out is not None:

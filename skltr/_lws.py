@@ -139,10 +139,12 @@ default="class"
         self.random_state = random_state
         self.verbose = verbose
 
-    def _rebalance(self, X, y, validation):
+    def _rebalance(self, X, y, validation, sample_weight):
         sampling = check_sampling(self.sampling)
         device, rng = self._start_training()
-        logits, labels = self._pooled_held_out_logits(X, y, validation, device)
+        logits, labels, weights = self._pooled_held_out_logits(
+            X, y, validation, device, sample_weight
+        )
         if self.chosen_on_ == TRAINING_DATA:
             self._warn_if_nothing_to_correct(logits, labels, "scales")
         scales = torch.ones(len(self.classes_), device=device)
@@ -158,7 +160,7 @@ default="class"
                 momentum=self.momentum,
                 weight_decay=self.weight_decay,
             ),
-            DeviceFeatures(logits, labels, device),
+            DeviceFeatures(logits, labels, device, sample_weight=weights),
             make_sampler(
                 sampling, labels, len(self.classes_), epochs=self.epochs, rng=rng
             ),

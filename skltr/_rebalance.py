@@ -11,7 +11,6 @@ given, the training set otherwise.
 
 import hashlib
 from abc import abstractmethod
-from numbers import Integral
 
 import numpy as np
 import torch
@@ -19,7 +18,7 @@ from sklearn.base import _fit_context, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods
 from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._backend import (
@@ -44,6 +43,12 @@ from ._selection import (
     take_rows,
 )
 from ._warnings import warn
+from ._weights import (
+    check_class_totals,
+    checked_sample_weight,
+    mean_one,
+    within_class_mean_one,
+)
 
 #: Folds of the cross-fitted choice. Two keep the fold fits, each on half
 #: the data, to about one joint fit in all; three and five chose the same
@@ -65,22 +70,31 @@ def child_rng(rng):
     return np.random.default_rng(rng.integers(2**63 - 1))
 
 
-def _fit_joint(joint, X, y, data_key):
-    # Module-level so that joblib.Memory can cache it. X and y are left out of
-    # its hash and ``data_key`` stands for them: SHA-1 runs 2.5 times faster
-    # than joblib's MD5 of the pickled arrays, which was a quarter of a
-    # 21-tau grid search (one lookup per candidate and fold).
-    return joint.fit(X, y)
+def _fit_joint(joint, X, y, sample_weight, data_key):
+    # Module-level so that joblib.Memory can cache it. X, y and the weights
+    # are left out of its hash and ``data_key`` stands for them: SHA-1 runs
+    # 2.5 times faster than joblib's MD5 of the pickled arrays, which was a
+    # quarter of a 21-tau grid search (one lookup per candidate and fold).
+    return _fit_weighted(joint, X, y, sample_weight)
 
 
-def _data_key(X, y):
+def _fit_weighted(joint, X, y, sample_weight):
+    # Unweighted, fit(X, y) as before weights existed: a subclass of
+    # JointClassifier that overrides fit(X, y) keeps working.
+    if sample_weight is None:
+        return joint.fit(X, y)
+    return joint.fit(X, y, sample_weight=sample_weight)
+
+
+def _data_key(X, y, sample_weight=None):
     """SHA-1 of the arrays' dtypes, shapes and values, a chunk of rows at a time.
 
     A tensor is read a chunk at a time from its device; it gets another key
     than an array of the same values.
     """
     digest = hashlib.sha1()
-    for array in (X, y):
+    arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
+    for array in arrays:
         dtype = array.dtype if isinstance(array, torch.Tensor) else array.dtype.str
         digest.update(f"{dtype}{tuple(array.shape)}".encode())
         width = array.shape[1] if array.ndim == 2 else 1
@@ -103,21 +117,28 @@ class BaseRebalancer(BaseTrainedClassifier):
         **BaseTrainedClassifier._parameter_constraints,
         "joint": [None, HasMethods(["fit", "predict"]), torch.nn.Linear, tuple, list],
         "memory": [None, str, HasMethods(["cache"])],
-        "cv": [
-            None,
-            Interval(Integral, 2, None, closed="left"),
-            HasMethods(["split", "get_n_splits"]),
-        ],
+        # An int >= 2, a splitter, an iterable of splits, or None.
+        "cv": ["cv_object"],
     }
 
     @fill_doc(indent=8)
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Fit the joint classifier and re-balance it.
 
         Parameters
         ----------
         %(fit_data_parameters)s
+        sample_weight : array-like of shape (n_samples,), default=None
+            Each sample's weight, non-negative, in every training this fit
+            makes: the joint classifier's (and its cross-fitted folds'), and
+            the re-balancing's own loss, where a sample's class keeps its
+            balance and the weight says how much the sample counts within
+            it. The knob is chosen by the mean per-class accuracy of the
+            held-out samples, each counted once, as ``LogisticRegressionCV``
+            scores its folds; a sample of weight 0 is never scored. As for
+            :class:`JointClassifier`, every sample counts alike in the
+            feature standardisation and the class counts (the prior).
         X_val : array-like or torch.Tensor of shape (n_val, n_features), \
 default=None
             Validation features to choose the re-balancing knob on, instead
@@ -131,12 +152,27 @@ default=None
             The fitted classifier.
         """
         X, y = self._validate_training_data(X, y)
-        self._fit(X, y, self._validate_validation_data(X_val, y_val))
+        validation = self._validate_validation_data(X_val, y_val)
+        self._fit(X, y, validation, self._checked_weights(X, y, sample_weight))
         return self
 
-    def _fit(self, X, y, validation=None):
-        self._fit_joint_head(X, y)
-        self._rebalance(X, y, validation)
+    def _fit(self, X, y, validation=None, sample_weight=None):
+        self._fit_joint_head(X, y, sample_weight)
+        self._rebalance(X, y, validation, sample_weight)
+
+    def _checked_weights(self, X, y, sample_weight):
+        """``sample_weight`` checked and rescaled to mean 1.
+
+        None when every sample weighs the same, so that such weights are
+        exactly no weights.
+        """
+        weights = checked_sample_weight(sample_weight, X)
+        if weights is None:
+            return None
+        check_class_totals(weights, y, self.classes_)
+        if np.all(weights == weights[0]):
+            return None
+        return mean_one(weights)
 
     def _validate_validation_data(self, X_val, y_val):
         """(X_val, encoded y_val), or None when no validation data is given."""
@@ -158,8 +194,11 @@ default=None
         return X_val, np.searchsorted(self.classes_, y_val)
 
     @abstractmethod
-    def _rebalance(self, X, y, validation):
-        """Set the fitted head from the joint one; ``validation`` may be None."""
+    def _rebalance(self, X, y, validation, sample_weight):
+        """Set the fitted head from the joint one.
+
+        ``validation`` and ``sample_weight`` (mean 1) may be None.
+        """
 
     def _stage1_estimator(self):
         """The :class:`JointClassifier` this fit trains, or None for a fitted head."""
@@ -175,8 +214,8 @@ default=None
                 return joint
         return None
 
-    def _fit_stage1(self, X, y):
-        """A clone of the stage-1 estimator fit on ``X`` and encoded ``y``.
+    def _fit_stage1(self, X, y, sample_weight=None):
+        """A clone of the stage-1 estimator fit on ``X``, encoded ``y`` and weights.
 
         With ``memory`` set, the fit is cached, keyed by the data's hash: a
         grid search over the re-balancing parameters, or another re-balancer
@@ -187,16 +226,18 @@ default=None
         if self.memory is None:
             # No cache to look up, so no key: hashing ImageNet-LT-size
             # features takes a second.
-            return joint.fit(X, y)
-        fit = check_memory(self.memory).cache(_fit_joint, ignore=["X", "y"])
-        return fit(joint, X, y, _data_key(X, y))
+            return _fit_weighted(joint, X, y, sample_weight)
+        fit = check_memory(self.memory).cache(
+            _fit_joint, ignore=["X", "y", "sample_weight"]
+        )
+        return fit(joint, X, y, sample_weight, _data_key(X, y, sample_weight))
 
-    def _fit_joint_head(self, X, y):
+    def _fit_joint_head(self, X, y, sample_weight=None):
         """Set ``joint_coef_``, ``joint_intercept_`` and the feature scaling.
 
         ``y`` holds the encoded labels 0 to n_classes - 1.
         """
-        coef, intercept, mean, scale = self._joint_head(X, y)
+        coef, intercept, mean, scale = self._joint_head(X, y, sample_weight)
         n_classes, n_features = len(self.classes_), X.shape[1]
         if coef.shape != (n_classes, n_features) or intercept.shape != (n_classes,):
             raise ValueError(
@@ -210,7 +251,7 @@ default=None
         self.joint_intercept_ = intercept
         self.feature_mean_, self.feature_scale_ = mean, scale
 
-    def _joint_head(self, X, y):
+    def _joint_head(self, X, y, sample_weight):
         joint = self.joint
         if isinstance(joint, FrozenEstimator):
             joint = joint.estimator
@@ -236,7 +277,7 @@ default=None
                 f"(coef, intercept) pair; got {type(joint).__name__}."
             )
         if self._stage1_estimator() is not None:
-            joint = self._fit_stage1(X, y)
+            joint = self._fit_stage1(X, y, sample_weight)
             classes = np.arange(len(self.classes_))
         else:
             classes = self.classes_
@@ -257,7 +298,7 @@ default=None
             self.class_counts_,
         )
 
-    def _scoring_sets(self, X, y, validation):
+    def _scoring_sets(self, X, y, validation, sample_weight=None):
         """Where the knob is chosen: a generator of :class:`ScoringSet`.
 
         Validation data when given; else, when this fit trains the joint
@@ -267,18 +308,37 @@ default=None
         """
         if validation is not None:
             self.chosen_on_ = VALIDATION_DATA
-            return iter([ScoringSet(self._full_head(), X, y, *validation)])
+            head = self._full_head()
+            return iter([ScoringSet(head, X, y, *validation, w_train=sample_weight)])
         if self.cv is None or self._stage1_estimator() is None:
             self.chosen_on_ = TRAINING_DATA
-            return iter([ScoringSet(self._full_head(), X, y, X, y)])
+            X_scored, y_scored, w_scored = X, y, sample_weight
+            if sample_weight is not None and not sample_weight.all():
+                # A sample of weight 0 is not scored.
+                scored = np.flatnonzero(sample_weight)
+                X_scored, y_scored = take_rows(X, scored), y[scored]
+                w_scored = sample_weight[scored]
+            head = self._full_head()
+            return iter(
+                [ScoringSet(head, X, y, X_scored, y_scored, sample_weight, w_scored)]
+            )
         self.chosen_on_ = CROSS_FITTING
         rng = check_random_state(self.random_state)
-        folds = held_out_folds(y, len(self.classes_), self.cv, X, rng)
-        return (self._fold_set(X, y, train, held_out) for train, held_out in folds)
+        folds = held_out_folds(
+            y, len(self.classes_), self.cv, X, rng, weights=sample_weight
+        )
+        return (
+            self._fold_set(X, y, train, held_out, sample_weight)
+            for train, held_out in folds
+        )
 
-    def _fold_set(self, X, y, train, held_out):
+    def _fold_set(self, X, y, train, held_out, sample_weight):
         X_train, y_train = take_rows(X, train), y[train]
-        joint = self._fit_stage1(X_train, y_train)
+        w_train = w_held_out = None
+        if sample_weight is not None:
+            w_train = mean_one(sample_weight[train])
+            w_held_out = sample_weight[held_out]
+        joint = self._fit_stage1(X_train, y_train, w_train)
         head = JointHead(
             joint.coef_,
             joint.intercept_,
@@ -286,15 +346,24 @@ default=None
             joint.feature_scale_,
             np.bincount(y_train, minlength=len(self.classes_)),
         )
-        return ScoringSet(head, X_train, y_train, take_rows(X, held_out), y[held_out])
+        return ScoringSet(
+            head,
+            X_train,
+            y_train,
+            take_rows(X, held_out),
+            y[held_out],
+            w_train,
+            w_held_out,
+        )
 
-    def _choose_tau(self, X, y, validation, count_correct):
+    def _choose_tau(self, X, y, validation, count_correct, sample_weight=None):
         """The value of ``tau_grid`` with the best pooled mean per-class accuracy.
 
         ``count_correct(scoring_set, grid, device)`` gives the correct
         predictions of the set's held-out rows, per candidate and class,
-        counted on ``device``. Sets ``tau_grid_``, ``tau_scores_`` and
-        ``chosen_on_``; the first of equals wins.
+        counted on ``device``. ``sample_weight`` weighs the fold fits. Sets
+        ``tau_grid_``, ``tau_scores_`` and ``chosen_on_``; the first of
+        equals wins.
         """
         grid = check_tau_grid(self.tau_grid)
         # On the device: at ImageNet-LT size a sweep is 21 passes over a
@@ -302,7 +371,7 @@ default=None
         device = self._resolve_device()
         correct = np.zeros((len(grid), len(self.classes_)), dtype=np.int64)
         scored = np.zeros(len(self.classes_), dtype=np.int64)
-        for scoring_set in self._scoring_sets(X, y, validation):
+        for scoring_set in self._scoring_sets(X, y, validation, sample_weight):
             correct += count_correct(scoring_set, grid, device)
             scored += np.bincount(scoring_set.y_held_out, minlength=len(scored))
         self.tau_scores_ = mean_per_class_accuracy(correct, scored)
@@ -315,19 +384,23 @@ default=None
             )
         return float(grid[np.argmax(self.tau_scores_)])
 
-    def _pooled_held_out_logits(self, X, y, validation, device, *, features=False):
-        """The joint logits of every held-out row, pooled, and their labels.
+    def _pooled_held_out_logits(
+        self, X, y, validation, device, sample_weight=None, *, features=False
+    ):
+        """The joint logits of every held-out row, pooled, their labels and weights.
 
         Float32 logits on ``device`` from the heads of :meth:`_scoring_sets`
         (each row scored by a head that did not train on it, unless the
-        choice is on the training set); sets ``chosen_on_``. With
-        ``features``, also the held-out rows themselves, float32 on
-        ``device``, standardised as the full joint classifier sees them
-        (its ``feature_mean_`` and ``feature_scale_``), in the same order:
-        ``(logits, rows, labels)``.
+        choice is on the training set); sets ``chosen_on_``. The weights
+        are the rows' ``sample_weight`` rescaled to mean 1 within each
+        class (None when unweighted): what is learned on these rows keeps
+        its own class balance. With ``features``, also the held-out rows
+        themselves, float32 on ``device``, standardised as the full joint
+        classifier sees them (its ``feature_mean_`` and ``feature_scale_``),
+        in the same order: ``(logits, rows, labels, weights)``.
         """
-        logits, labels, held_out_rows = [], [], []
-        for scoring in self._scoring_sets(X, y, validation):
+        logits, labels, weights, held_out_rows = [], [], [], []
+        for scoring in self._scoring_sets(X, y, validation, sample_weight):
             scores = scoring.head.scores(float64_device(device))
             rows = scoring.X_held_out
             width = max(rows.shape[1], len(self.classes_))
@@ -339,14 +412,28 @@ default=None
                 served = self._device_features(rows, scoring.y_held_out, device)
                 held_out_rows.extend(chunk for chunk, _ in served.iter_all())
             labels.append(scoring.y_held_out)
+            weights.append(scoring.w_held_out)
+        labels = np.concatenate(labels)
+        weights = (
+            None
+            if weights[0] is None
+            else within_class_mean_one(
+                np.concatenate(weights), labels, len(self.classes_)
+            )
+        )
         if features:
-            return torch.cat(logits), torch.cat(held_out_rows), np.concatenate(labels)
-        return torch.cat(logits), np.concatenate(labels)
+            return torch.cat(logits), torch.cat(held_out_rows), labels, weights
+        return torch.cat(logits), labels, weights
 
-    def _device_features(self, X, y, device):
+    def _device_features(self, X, y, device, sample_weight=None):
         """Training features on the device, scaled as the joint classifier sees them."""
         return DeviceFeatures(
-            X, y, device, shift=self.feature_mean_, scale=self.feature_scale_
+            X,
+            y,
+            device,
+            shift=self.feature_mean_,
+            scale=self.feature_scale_,
+            sample_weight=sample_weight,
         )
 
     def _warn_if_training_cannot_choose(self, scores, describe, what):
@@ -379,7 +466,8 @@ default=None
         """
         hits = (logits.argmax(dim=1).cpu().numpy() == labels).astype(np.int64)
         correct = np.bincount(labels, weights=hits, minlength=len(self.classes_))
-        if mean_per_class_accuracy(correct, self.class_counts_) >= 1.0:
+        scored = np.bincount(labels, minlength=len(self.classes_))
+        if mean_per_class_accuracy(correct, scored) >= 1.0:
             warn(
                 f"{type(self).__name__} learned its {what} on the training set, "
                 "but the joint classifier classifies every training sample "

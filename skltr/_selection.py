@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.model_selection import check_cv
 
 from ._backend import feature_rows, float64_device, iter_row_chunks
 from ._base import LinearScores
@@ -66,6 +67,9 @@ class ScoringSet:
     and the held-out rows); validation data gives one (the joint head, the
     training set, the validation rows); the training-set choice gives one
     whose ``held_out`` rows are the training rows themselves.
+
+    ``w_train`` and ``w_held_out`` are the rows' sample weights, or None
+    when every row weighs the same (validation rows always do).
     """
 
     head: JointHead
@@ -73,6 +77,8 @@ class ScoringSet:
     y_train: np.ndarray
     X_held_out: Any
     y_held_out: np.ndarray
+    w_train: Any = None
+    w_held_out: Any = None
 
 
 def check_tau_grid(tau_grid):
@@ -86,18 +92,21 @@ def check_tau_grid(tau_grid):
     return grid
 
 
-def held_out_folds(y, n_classes, cv, X, rng):
+def held_out_folds(y, n_classes, cv, X, rng, *, weights=None):
     """Training and held-out row indices of each fold of ``cv``.
 
     An int makes that many stratified folds: each class's rows, in a random
     order drawn from ``rng``, are dealt to the folds in turn, so every fold
     holds out about 1 / cv of every class that has enough rows. A splitter's
-    ``split(X, y)`` is used as it is.
+    ``split(X, y)``, or an iterable of (train, held-out) index arrays, is
+    used as it is.
 
     Either way, a held-out row whose class has no row left in its fold's
     training part moves to the training part: every fold's joint classifier
     then knows every class (a class with a single row is never held out).
-    Folds left with nothing held out are dropped.
+    With sample ``weights``, a row of weight 0 is never held out (it moves
+    to the training part, where it weighs nothing) and does not count as
+    a row its class has left. Folds left with nothing held out are dropped.
 
     Returns
     -------
@@ -116,21 +125,25 @@ def held_out_folds(y, n_classes, cv, X, rng):
             for k in range(cv)
         ]
     else:
-        splits = list(cv.split(X, y))
+        splits = list(check_cv(cv, y, classifier=True).split(X, y))
     folds = []
     for train, held_out in splits:
         train, held_out = np.asarray(train), np.asarray(held_out)
-        unknown = np.bincount(y[train], minlength=n_classes)[y[held_out]] == 0
-        train = np.sort(np.concatenate([train, held_out[unknown]]))
-        held_out = np.sort(held_out[~unknown])
+        counted = None if weights is None else weights[train] > 0
+        known = np.bincount(y[train], weights=counted, minlength=n_classes) > 0
+        moved = ~known[y[held_out]]
+        if weights is not None:
+            moved |= weights[held_out] == 0
+        train = np.sort(np.concatenate([train, held_out[moved]]))
+        held_out = np.sort(held_out[~moved])
         if len(held_out):
             folds.append((train, held_out))
     if not folds:
         raise ValueError(
             "Cross-fitting could not hold out any sample: every held-out "
             "sample's class had no other sample to train on. Give each class "
-            "at least 2 samples, choose on validation data (fit(X, y, X_val, "
-            "y_val)), or choose on the training set with cv=None."
+            "at least 2 samples, choose on validation data (fit(X, y, X_val=X_val, "
+            "y_val=y_val)), or choose on the training set with cv=None."
         )
     return folds
 

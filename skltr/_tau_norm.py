@@ -21,6 +21,7 @@ from ._joint import DEFAULT_BATCH_SIZE
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import make_sampler
 from ._selection import count_correct
+from ._weights import within_class_mean_one
 
 _LEARN_EPOCHS = 10
 _LEARN_LR = 0.5
@@ -189,7 +190,7 @@ class TauNormClassifier(BaseRebalancer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _rebalance(self, X, y, validation):
+    def _rebalance(self, X, y, validation, sample_weight):
         if self.tau == "auto":
             self.tau_ = self._choose_tau(
                 X,
@@ -205,23 +206,36 @@ class TauNormClassifier(BaseRebalancer):
                     scale=scoring.head.scale,
                     device=device,
                 ),
+                sample_weight,
             )
         elif self.tau == "learn":
-            self.tau_ = self._learn_tau(X, y)
+            self.tau_ = self._learn_tau(X, y, sample_weight)
         else:
             self.tau_ = float(self.tau)
         self.coef_ = tau_normalize(self.joint_coef_, self.tau_)
         self.intercept_ = np.zeros(len(self.classes_), dtype=np.float32)
 
-    def _learn_tau(self, X, y):
+    def _learn_tau(self, X, y, sample_weight):
         device, rng = self._start_training()
-        data = self._device_features(X, y, device)
+        # The class-balanced sampler sets each class's share; a sample's
+        # weight says how much it counts within its class.
+        data = self._device_features(
+            X, y, device, within_class_mean_one(sample_weight, y, len(self.classes_))
+        )
         coef = torch.as_tensor(self.joint_coef_, device=device)
         log_norms = torch.linalg.vector_norm(coef, dim=1).clamp_min(1e-30).log()
         tau = torch.zeros((), device=device, requires_grad=True)
 
         def logits(features):
             return (features @ coef.T) * torch.exp(-tau * log_norms)
+
+        def loss(features, labels, weights=None):
+            if weights is None:
+                return torch.nn.functional.cross_entropy(logits(features), labels)
+            losses = torch.nn.functional.cross_entropy(
+                logits(features), labels, reduction="none"
+            )
+            return (losses * weights).mean()
 
         with torch.no_grad():
             # The step on tau is scaled by the mean squared norm of d logits / d tau.
@@ -232,9 +246,7 @@ class TauNormClassifier(BaseRebalancer):
         self._train(
             self._autograd_step(
                 [{"params": [tau], "lr": feature_scaled_lr(self.lr, squared / len(y))}],
-                lambda features, labels: torch.nn.functional.cross_entropy(
-                    logits(features), labels
-                ),
+                loss,
             ),
             data,
             make_sampler("class", y, len(self.classes_), epochs=self.epochs, rng=rng),

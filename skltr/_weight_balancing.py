@@ -229,33 +229,40 @@ class WeightBalancedClassifier(BaseRebalancer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _rebalance(self, X, y, validation):
+    def _rebalance(self, X, y, validation, sample_weight):
         device, rng = self._start_training()
         self.radius_ = max_norm_radius(self.joint_coef_, self.radius_fraction)
         if self.weight_decay == "auto":
             self.weight_decay_ = self._choose_weight_decay(
-                X, y, validation, device, rng
+                X, y, validation, sample_weight, device, rng
             )
         else:
             self.weight_decay_ = float(self.weight_decay)
         coef, intercept, self.loss_curve_ = self._fine_tuned(
-            self._full_head(), X, y, self.weight_decay_, device, child_rng(rng)
+            self._full_head(),
+            X,
+            y,
+            sample_weight,
+            self.weight_decay_,
+            device,
+            child_rng(rng),
         )
         self.coef_, self.intercept_ = to_numpy(coef), to_numpy(intercept)
 
-    def _choose_weight_decay(self, X, y, validation, device, rng):
+    def _choose_weight_decay(self, X, y, validation, sample_weight, device, rng):
         """The candidate with the best pooled mean per-class held-out accuracy."""
         grid = check_weight_decay_grid(self.weight_decay_grid)
         n_classes = len(self.classes_)
         correct = np.zeros((len(grid), n_classes), dtype=np.int64)
         scored = np.zeros(n_classes, dtype=np.int64)
-        for scoring in self._scoring_sets(X, y, validation):
+        for scoring in self._scoring_sets(X, y, validation, sample_weight):
             head = scoring.head
             for k, weight_decay in enumerate(grid):
                 coef, intercept, _ = self._fine_tuned(
                     head,
                     scoring.X_train,
                     scoring.y_train,
+                    scoring.w_train,
                     weight_decay,
                     device,
                     child_rng(rng),
@@ -291,8 +298,11 @@ class WeightBalancedClassifier(BaseRebalancer):
             )
         return float(grid[np.argmax(self.weight_decay_scores_)])
 
-    def _fine_tuned(self, head, X, y, weight_decay, device, rng):
+    def _fine_tuned(self, head, X, y, sample_weight, weight_decay, device, rng):
         """``head`` fine-tuned on ``(X, y)`` under MaxNorm with ``weight_decay``.
+
+        Each row's loss is weighted by its class's weight (``class_weight``)
+        times its ``sample_weight``.
 
         The radius is the head's own: a fold's head, fit on fewer rows, has
         longer rows than the full one. Returns the weights and bias, on the
@@ -305,7 +315,7 @@ class WeightBalancedClassifier(BaseRebalancer):
             device,
             shift=head.mean,
             scale=head.scale,
-            sample_weight=training_weights(self, X, y, None),
+            sample_weight=training_weights(self, X, y, sample_weight),
         )
         layer, step = self._linear_layer_step(
             data,

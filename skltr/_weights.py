@@ -12,7 +12,9 @@ The trainers see one weight per row, class weight times sample weight,
 rescaled to mean 1 over the training set: the SGD step sizes are set for a
 mean loss of unit-weight rows, so only the weights' ratios change the fit
 (scaling every weight by 100 is no change, where for scikit-learn's
-``LogisticRegression`` it would weaken the regularisation).
+``LogisticRegression`` it would weaken the regularisation). The class
+weights, and every class prior skltr corrects for, read the class counts,
+not the weighted class totals, as scikit-learn's ``"balanced"`` does.
 """
 
 import numpy as np
@@ -97,6 +99,62 @@ def _dict_weights(class_weight, classes):
     return weights
 
 
+def checked_sample_weight(sample_weight, X):
+    """``sample_weight`` as a float64 array checked against ``X``; None stays None.
+
+    Errors name the parameter: a wrong length, a negative or non-finite
+    weight.
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, torch.Tensor):
+        sample_weight = sample_weight.detach().cpu().numpy()
+    return _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    ).copy()
+
+
+def check_class_totals(weights, y, classes, what="sample_weight"):
+    """Raise when ``weights`` are zero for every sample, or for a whole class.
+
+    ``y`` holds the encoded labels of the rows ``weights`` weigh; ``what``
+    names the weights in the message.
+    """
+    per_class_total = np.bincount(y, weights=weights, minlength=len(classes))
+    if not per_class_total.any():
+        raise ValueError(
+            f"{what} is zero for every sample: there is nothing to fit. Give "
+            "some samples a positive weight."
+        )
+    weightless = per_class_total == 0
+    if weightless.any():
+        raise ValueError(
+            f"{what} is zero for every sample of the classes "
+            f"{classes[weightless][:10].tolist()}, so the classifier cannot "
+            "learn them: give them a positive weight or drop them from y."
+        )
+
+
+def mean_one(weights):
+    """``weights`` rescaled to mean 1 (None stays None)."""
+    return None if weights is None else weights / weights.mean()
+
+
+def within_class_mean_one(weights, y, n_classes):
+    """``weights`` rescaled to mean 1 within each class of the encoded ``y``.
+
+    For a loss whose class balance is set elsewhere (a class-balanced
+    sampler, class weights from the counts): the sample weights then only
+    say which rows of a class count more. None stays None.
+    """
+    if weights is None:
+        return None
+    class_mean = np.bincount(y, weights=weights, minlength=n_classes) / np.bincount(
+        y, minlength=n_classes
+    ).clip(min=1)
+    return weights / class_mean[y]
+
+
 def training_weights(estimator, X, y, sample_weight):
     """Each training row's weight in the loss, mean 1, or None for uniform weights.
 
@@ -122,27 +180,15 @@ def training_weights(estimator, X, y, sample_weight):
     )
     if sample_weight is None and per_class is None:
         return None
-    weights = np.ones(len(y))
-    if sample_weight is not None:
-        if isinstance(sample_weight, torch.Tensor):
-            sample_weight = sample_weight.detach().cpu().numpy()
-        weights = _check_sample_weight(
-            sample_weight, X, dtype=np.float64, ensure_non_negative=True
-        ).copy()
+    weights = checked_sample_weight(sample_weight, X)
+    if weights is None:
+        weights = np.ones(len(y))
     if per_class is not None:
         weights *= per_class[y]
-    per_class_total = np.bincount(y, weights=weights, minlength=len(estimator.classes_))
-    if not per_class_total.any():
-        raise ValueError(
-            "sample_weight (times class_weight) is zero for every sample: there "
-            "is nothing to fit. Give some samples a positive weight."
-        )
-    weightless = per_class_total == 0
-    if weightless.any():
-        raise ValueError(
-            "sample_weight (times class_weight) is zero for every sample of the "
-            f"classes {estimator.classes_[weightless][:10].tolist()}, so the "
-            "classifier cannot learn them: give them a positive weight or drop "
-            "them from y."
-        )
-    return weights / weights.mean()
+    check_class_totals(
+        weights,
+        y,
+        estimator.classes_,
+        "sample_weight" if per_class is None else "sample_weight (times class_weight)",
+    )
+    return mean_one(weights)

@@ -102,9 +102,9 @@ def joint_fits(monkeypatch):
     fits = []
     original = JointClassifier.fit
 
-    def counting_fit(self, X, y):
+    def counting_fit(self, X, y, sample_weight=None):
         fits.append(len(y))
-        return original(self, X, y)
+        return original(self, X, y, sample_weight=sample_weight)
 
     monkeypatch.setattr(JointClassifier, "fit", counting_fit)
     return fits

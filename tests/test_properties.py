@@ -25,22 +25,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _estimators import CLASSIFIERS
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
-from sklearn.base import ClassifierMixin, clone
+from sklearn.base import clone
 
-import skltr
 from skltr import FeatureExtractor
-
-CLASSIFIERS = sorted(
-    (
-        estimator
-        for estimator in (getattr(skltr, name) for name in skltr.__all__)
-        if isinstance(estimator, type) and issubclass(estimator, ClassifierMixin)
-    ),
-    key=lambda estimator: estimator.__name__,
-)
 
 #: What each generated column is.
 COLUMN_KINDS = ("informative", "noise", "constant", "zero", "duplicate", "near")

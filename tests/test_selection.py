@@ -4,12 +4,12 @@ import warnings
 
 import numpy as np
 import pytest
+from _estimators import REBALANCERS
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GridSearchCV, KFold, ShuffleSplit
 
 from skltr import (
-    DisAlignClassifier,
     JointClassifier,
     LogitAdjustedClassifier,
     LORTClassifier,
@@ -21,14 +21,6 @@ from skltr._selection import held_out_folds
 from skltr.datasets import make_long_tailed_features
 
 CPU = {"device": "cpu", "random_state": 0}
-REBALANCERS = [
-    TauNormClassifier,
-    LWSClassifier,
-    LORTClassifier,
-    LogitAdjustedClassifier,
-    DisAlignClassifier,
-    WeightBalancedClassifier,
-]
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +196,20 @@ def test_small_classes_and_odd_splitters_work(estimator):
         assert np.isfinite(clf.predict_proba(X)).all()
     with pytest.raises(ValueError, match="'cv' parameter"):
         estimator(cv=1, **CPU).fit(X, y)
+
+
+@pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
+def test_an_iterable_of_splits_is_the_splitter_that_made_it(estimator):
+    # As scikit-learn's cv parameters take it: (train, held-out) index arrays.
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), [40, 10, 5, 3])
+    X = rng.normal(size=(len(y), 5)) + 3.0 * np.eye(4, 5)[y]
+    splitter = KFold(3, shuffle=True, random_state=0)
+    by_splitter = estimator(cv=splitter, **CPU).fit(X, y)
+    by_splits = estimator(cv=list(splitter.split(X, y)), **CPU).fit(X, y)
+    np.testing.assert_array_equal(
+        by_splits.decision_function(X), by_splitter.decision_function(X)
+    )
 
 
 @pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)

@@ -4,21 +4,30 @@ import numpy as np
 import pytest
 import sklearn
 import torch
+from _estimators import REBALANCERS
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.class_weight import compute_class_weight
 
-from skltr import CRTClassifier, JointClassifier, LDAMClassifier
+from skltr import (
+    CRTClassifier,
+    JointClassifier,
+    LDAMClassifier,
+    LogitAdjustedClassifier,
+    TauNormClassifier,
+)
 from skltr._backend import SoftmaxRegressionSGD, focal_terms
+from skltr._selection import held_out_folds, mean_per_class_accuracy
+from skltr._tau_norm import correct_by_tau
 from skltr._weights import effective_number_weights
 from skltr.metrics import shot_accuracy
 
 CPU = {"device": "cpu", "random_state": 0}
 WEIGHTED = [JointClassifier, CRTClassifier]
 # Every trainer that takes sample_weight, class_weight or not.
-SAMPLE_WEIGHTED = [JointClassifier, LDAMClassifier]
+SAMPLE_WEIGHTED = [JointClassifier, LDAMClassifier, *REBALANCERS]
 
 
 def test_effective_number_weights_follow_the_formula():
@@ -61,7 +70,77 @@ def test_uniform_weights_are_no_weights(estimator, small_problem):
     plain = estimator(**CPU).fit(X, y)
     for weights in (np.ones(len(y)), np.full(len(y), 3.5)):
         fit = estimator(**CPU).fit(X, y, sample_weight=weights)
-        np.testing.assert_array_equal(fit.coef_, plain.coef_)
+        np.testing.assert_array_equal(
+            fit.decision_function(X), plain.decision_function(X)
+        )
+
+
+@pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
+def test_rebalancer_weights_reach_the_joint_fit_and_every_fold_fit(
+    estimator, small_problem
+):
+    X, y = small_problem
+    weights = np.random.default_rng(0).uniform(0.5, 4.0, len(y))
+    seen = []
+
+    class Recording(JointClassifier):
+        def fit(self, X, y, sample_weight=None):
+            seen.append(sample_weight)
+            return super().fit(X, y, sample_weight=sample_weight)
+
+    clf = estimator(joint=Recording(**CPU), **CPU).fit(X, y, sample_weight=weights)
+    # The joint classifier is the one a user would fit with the same weights,
+    assert_close = np.testing.assert_allclose
+    direct = JointClassifier(**CPU).fit(X, y, sample_weight=weights)
+    np.testing.assert_array_equal(clf.joint_coef_, direct.coef_)
+    # and each fold's joint classifier got the weights of its training rows.
+    folds = held_out_folds(y, 4, 2, X, np.random.RandomState(0))
+    assert len(seen) == 1 + len(folds)
+    for (train, _), fold_weights in zip(folds, seen[1:], strict=True):
+        assert_close(
+            fold_weights / fold_weights.mean(), weights[train] / weights[train].mean()
+        )
+    unweighted = estimator(**CPU).fit(X, y)
+    assert not np.array_equal(clf.decision_function(X), unweighted.decision_function(X))
+
+
+def test_samples_of_weight_zero_are_never_held_out():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), [40, 20, 6])
+    weights = rng.uniform(0.5, 2.0, len(y))
+    weights[::3] = 0.0
+    weights[y == 2] = [0, 0, 0, 0, 1, 1]  # class 2: two samples that count
+    folds = held_out_folds(y, 3, 2, None, rng, weights=weights)
+    for train, held_out in folds:
+        assert np.all(weights[held_out] > 0)
+        # Every held-out sample's class has a sample of positive weight to train on.
+        trained = np.bincount(y[train], weights=weights[train] > 0, minlength=3)
+        assert np.all(trained[y[held_out]] > 0)
+        np.testing.assert_array_equal(
+            np.sort(np.r_[train, held_out]), np.arange(len(y))
+        )
+
+
+def test_samples_of_weight_zero_are_not_scored_on_the_training_set(small_problem):
+    X, y = small_problem
+    weights = np.ones(len(y))
+    weights[::4] = 0.0
+    clf = TauNormClassifier(cv=None, **CPU).fit(X, y, sample_weight=weights)
+    scored = weights > 0
+    correct = correct_by_tau(
+        X[scored],
+        y[scored],
+        clf.joint_coef_,
+        clf.tau_grid_,
+        4,
+        shift=clf.feature_mean_,
+        scale=clf.feature_scale_,
+        device=torch.device("cpu"),
+    )
+    np.testing.assert_array_equal(
+        clf.tau_scores_,
+        mean_per_class_accuracy(correct, np.bincount(y[scored], minlength=4)),
+    )
 
 
 @pytest.mark.parametrize("estimator", [JointClassifier], ids=lambda c: c.__name__)
@@ -159,6 +238,24 @@ def test_bad_weights_say_which_parameter(small_problem, params, sample_weight, m
         JointClassifier(**params, **CPU).fit(X, y, sample_weight=sample_weight)
 
 
+@pytest.mark.parametrize(
+    "sample_weight, message",
+    [
+        (-np.ones(215), "Negative values in data passed to `sample_weight`"),
+        (np.zeros(215), "Sample weights must contain at least one non-zero"),
+        (np.ones(10), r"sample_weight.shape == \(10,\), expected \(215,\)"),
+        (np.r_[np.ones(205), np.zeros(10)], r"every sample of the classes \[3\]"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
+def test_rebalancers_refuse_bad_weights(
+    estimator, small_problem, sample_weight, message
+):
+    X, y = small_problem
+    with pytest.raises(ValueError, match=message):
+        estimator(**CPU).fit(X, y, sample_weight=sample_weight)
+
+
 def test_string_labels_take_a_dict_of_labels(small_problem):
     X, y = small_problem
     names = np.array(["cat", "dog", "emu", "yak"])[y]
@@ -168,23 +265,26 @@ def test_string_labels_take_a_dict_of_labels(small_problem):
     np.testing.assert_array_equal(by_name.coef_, by_index.fit(X, y).coef_)
 
 
+@pytest.mark.parametrize(
+    "estimator", [JointClassifier, LogitAdjustedClassifier], ids=lambda c: c.__name__
+)
 def test_sample_weight_reaches_the_classifier_in_a_pipeline_a_search_and_calibration(
-    small_problem,
+    estimator, small_problem
 ):
     X, y = small_problem
     weights = np.where(y == 3, 5.0, 1.0)
-    direct = JointClassifier(**CPU).fit(X, y, sample_weight=weights)
-    pipeline = make_pipeline(FunctionTransformer(), JointClassifier(**CPU))
-    pipeline.fit(X, y, jointclassifier__sample_weight=weights)
+    direct = estimator(**CPU).fit(X, y, sample_weight=weights)
+    pipeline = make_pipeline(FunctionTransformer(), estimator(**CPU))
+    pipeline.fit(X, y, **{f"{estimator.__name__.lower()}__sample_weight": weights})
     np.testing.assert_array_equal(pipeline[-1].coef_, direct.coef_)
     # GridSearchCV slices the weights with the folds (no routing needed).
-    search = GridSearchCV(JointClassifier(**CPU), {"epochs": [30]}, cv=2)
+    search = GridSearchCV(estimator(**CPU), {"random_state": [0]}, cv=2)
     search.fit(X, y, sample_weight=weights)
     np.testing.assert_array_equal(search.best_estimator_.coef_, direct.coef_)
     # CalibratedClassifierCV hands the weights to the classifier it fits.
     seen = []
 
-    class Recording(JointClassifier):
+    class Recording(estimator):
         def fit(self, X, y, sample_weight=None):
             seen.append(sample_weight)
             return super().fit(X, y, sample_weight=sample_weight)
