@@ -127,6 +127,20 @@ def feature_scaled_lr(lr, curvature):
     return lr / curvature if curvature > 0 else lr
 
 
+def logit_scaled_lr(lr, squared_logit):
+    """The SGD step size for per-class scales that multiply logits.
+
+    ``lr`` divided by the mean squared logit, as :func:`feature_scaled_lr`
+    divides by the features' curvature, but never more than ``lr`` itself.
+    Logits smaller than 1 say almost nothing (a joint classifier that
+    predicts the prior), so there is nothing to scale, while dividing by
+    their square would make the steps as large as the logits are small: on
+    identical rows of balanced classes, DisAlign's scales went to 1e8 in a
+    few hundred steps, and then to NaN.
+    """
+    return lr / max(float(squared_logit), 1.0)
+
+
 @dataclass(frozen=True)
 class ColumnStatistics:
     """Per-feature statistics of a pass over features (float64 arrays)."""

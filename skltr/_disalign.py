@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval
 
-from ._backend import DeviceFeatures, feature_scaled_lr
+from ._backend import DeviceFeatures, feature_scaled_lr, logit_scaled_lr
 from ._base import LinearScores, to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
@@ -247,7 +247,7 @@ class DisAlignClassifier(BaseRebalancer):
                 [
                     {
                         "params": [scale],
-                        "lr": feature_scaled_lr(self.lr, squared_logit),
+                        "lr": logit_scaled_lr(self.lr, squared_logit),
                     },
                     {"params": [bias, gate_intercept], "lr": self.lr},
                     {

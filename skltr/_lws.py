@@ -11,7 +11,7 @@ from numbers import Real
 import numpy as np
 import torch
 
-from ._backend import ClassScaleSGD, DeviceFeatures, feature_scaled_lr
+from ._backend import ClassScaleSGD, DeviceFeatures, logit_scaled_lr
 from ._base import to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
@@ -156,7 +156,7 @@ default="class"
                 scales,
                 None,
                 None,
-                lr=feature_scaled_lr(self.lr, squared_logit),
+                lr=logit_scaled_lr(self.lr, squared_logit),
                 momentum=self.momentum,
                 weight_decay=self.weight_decay,
             ),

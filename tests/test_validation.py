@@ -17,7 +17,7 @@ from skltr import (
     TauNormClassifier,
     WeightBalancedClassifier,
 )
-from skltr._backend import feature_scaled_lr, resolve_device
+from skltr._backend import feature_scaled_lr, logit_scaled_lr, resolve_device
 from skltr._base import validate_features
 
 CLASSIFIERS = [
@@ -221,6 +221,28 @@ def test_constant_columns_standardise_to_exactly_zero():
     np.testing.assert_array_equal(standardised[:, [1, 3]], 0.0)
     np.testing.assert_array_equal(clf.feature_scale_[[1, 3]], 1.0)
     np.testing.assert_allclose(clf.feature_scale_[[0, 2]], X[:, [0, 2]].std(0), 1e-5)
+
+
+@pytest.mark.parametrize(
+    "clf, scales",
+    [
+        (DisAlignClassifier(device="cpu"), "scale_"),
+        (LWSClassifier(device="cpu"), "scales_"),
+    ],
+)
+def test_logits_that_say_nothing_get_no_runaway_scale(clf, scales):
+    # Identical float16 rows of 47 balanced classes (found by hypothesis): the
+    # joint head predicts the prior, its logits are within 0.01 of each
+    # other, and a step divided by their mean square (5e-5) took DisAlign's
+    # scales to 1e8 and then to NaN.
+    row = np.array([0.1864, -0.4966, 1.168, -1.214, 2.31], dtype=np.float16)
+    y = np.repeat(np.arange(47), 272)
+    X = np.tile(row, (len(y), 1))
+    fitted = clone(clf).set_params(random_state=0).fit(X, y)
+    assert np.abs(getattr(fitted, scales)).max() < 10
+    np.testing.assert_allclose(fitted.predict_proba(X[:1]), 1 / 47, atol=0.01)
+    assert logit_scaled_lr(0.5, 5e-5) == 0.5
+    assert logit_scaled_lr(0.5, 4.0) == 0.125
 
 
 def test_zero_curvature_gives_a_finite_step():
