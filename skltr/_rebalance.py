@@ -132,13 +132,15 @@ class BaseRebalancer(BaseTrainedClassifier):
         sample_weight : array-like of shape (n_samples,), default=None
             Each sample's weight, non-negative, in every training this fit
             makes: the joint classifier's (and its cross-fitted folds'), and
-            the re-balancing's own loss, where a sample's class keeps its
-            balance and the weight says how much the sample counts within
-            it. The knob is chosen by the mean per-class accuracy of the
-            held-out samples, each counted once, as ``LogisticRegressionCV``
-            scores its folds; a sample of weight 0 is never scored. As for
-            :class:`JointClassifier`, every sample counts alike in the
-            feature standardisation and the class counts (the prior).
+            the re-balancing's own. A loss learned on held-out logits (LWS's
+            scales, DisAlign's alignment, a learned tau) sets each class's
+            share itself, so there the weight says how much a sample counts
+            within its class. The knob is chosen by the mean per-class
+            accuracy of the held-out samples, each counted once, as
+            ``LogisticRegressionCV`` scores its folds; a sample of weight 0
+            is never scored. As for :class:`JointClassifier`, every sample
+            counts alike in the feature standardisation and the class counts
+            (the prior).
         X_val : array-like or torch.Tensor of shape (n_val, n_features), \
 default=None
             Validation features to choose the re-balancing knob on, instead
