@@ -584,8 +584,10 @@ class AutogradSGD:
     param_groups : list of dict
         As for :class:`torch.optim.SGD`; every group names its own ``lr``.
     loss_fn : callable
-        ``loss_fn(features, labels)`` returns a scalar tensor; when the
-        batches carry row weights, ``loss_fn(features, labels, weights)``.
+        ``loss_fn(features, labels)`` returns each row's loss, a tensor of
+        shape (n,). The step descends their mean; when the batches carry row
+        weights, each row's loss is multiplied by its weight first, as the
+        closed-form steps weigh their rows.
     momentum, weight_decay : float
     """
 
@@ -599,10 +601,8 @@ class AutogradSGD:
     def __call__(self, features, labels, weights=None, *, lr_factor):
         for group, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = lr * lr_factor
-        if weights is None:
-            loss = self.loss_fn(features, labels)
-        else:
-            loss = self.loss_fn(features, labels, weights)
+        losses = self.loss_fn(features, labels)
+        loss = (losses if weights is None else losses * weights).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -415,13 +415,15 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             step, data, sampler, epoch_end=epoch_end, **self._training_settings()
         )
 
-    def _autograd_step(self, param_groups, loss):
-        """An SGD step on ``loss`` with this estimator's momentum and weight decay.
+    def _autograd_step(self, param_groups, losses):
+        """An SGD step on the mean of ``losses`` with this estimator's momentum
+        and weight decay.
 
-        Each parameter group names its own ``lr``.
+        ``losses(features, labels)`` gives each row's loss (see
+        :class:`AutogradSGD`); each parameter group names its own ``lr``.
         """
         return AutogradSGD(
-            param_groups, loss, momentum=self.momentum, weight_decay=self.weight_decay
+            param_groups, losses, momentum=self.momentum, weight_decay=self.weight_decay
         )
 
     def _linear_layer_step(

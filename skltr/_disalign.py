@@ -224,15 +224,12 @@ class DisAlignClassifier(BaseRebalancer):
         gate_coef = torch.zeros(n_features, device=device, requires_grad=True)
         gate_intercept = torch.zeros((), device=device, requires_grad=True)
 
-        def loss(batch, labels, weights):
+        def losses(batch, labels):
             gate_logit = batch[:, n_classes:] @ gate_coef + gate_intercept
             aligned = aligned_logits(
                 batch[:, :n_classes], gate_logit[:, None], scale, bias
             )
-            losses = torch.nn.functional.cross_entropy(
-                aligned, labels, reduction="none"
-            )
-            return (losses * weights).mean()
+            return torch.nn.functional.cross_entropy(aligned, labels, reduction="none")
 
         # Each parameter's step follows the rule of the others: divided by
         # the mean square of what it multiplies (logits for the scales, the
@@ -255,7 +252,7 @@ class DisAlignClassifier(BaseRebalancer):
                         "lr": feature_scaled_lr(self.lr, squared_feature),
                     },
                 ],
-                loss,
+                losses,
             ),
             DeviceFeatures(
                 torch.cat([logits, rows], dim=1),

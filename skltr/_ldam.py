@@ -298,13 +298,11 @@ class LDAMClassifier(BaseTrainedClassifier):
         )
         reweighting = {"on": self.drw_start == 0}
 
-        def loss(batch, labels, weights=None):
-            losses = ldam_losses(batch, weight, labels, margins, self.s)
+        def losses(batch, labels):
+            row_losses = ldam_losses(batch, weight, labels, margins, self.s)
             if reweighting["on"]:
-                losses = losses * class_weights[labels]
-            if weights is not None:
-                losses = losses * weights
-            return losses.mean()
+                row_losses = row_losses * class_weights[labels]
+            return row_losses
 
         drw_epoch = int(round(self.drw_start * self.epochs))
 
@@ -317,7 +315,7 @@ class LDAMClassifier(BaseTrainedClassifier):
         curvature = data.top_eigenvalue(rng) / squared_norm if squared_norm else 0.0
         lr = feature_scaled_lr(self.lr, self.s**2 * curvature)
         self._train(
-            self._autograd_step([{"params": [weight], "lr": lr}], loss),
+            self._autograd_step([{"params": [weight], "lr": lr}], losses),
             data,
             make_sampler("instance", y, n_classes, epochs=self.epochs, rng=rng),
             epoch_end=epoch_end,

@@ -229,13 +229,10 @@ class TauNormClassifier(BaseRebalancer):
         def logits(features):
             return (features @ coef.T) * torch.exp(-tau * log_norms)
 
-        def loss(features, labels, weights=None):
-            if weights is None:
-                return torch.nn.functional.cross_entropy(logits(features), labels)
-            losses = torch.nn.functional.cross_entropy(
+        def losses(features, labels):
+            return torch.nn.functional.cross_entropy(
                 logits(features), labels, reduction="none"
             )
-            return (losses * weights).mean()
 
         with torch.no_grad():
             # The step on tau is scaled by the mean squared norm of d logits / d tau.
@@ -246,7 +243,7 @@ class TauNormClassifier(BaseRebalancer):
         self._train(
             self._autograd_step(
                 [{"params": [tau], "lr": feature_scaled_lr(self.lr, squared / len(y))}],
-                loss,
+                losses,
             ),
             data,
             make_sampler("class", y, len(self.classes_), epochs=self.epochs, rng=rng),

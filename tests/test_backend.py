@@ -41,7 +41,7 @@ def test_closed_form_step_takes_the_steps_of_autograd_sgd(smoothing):
             {"params": [reference.bias], "lr": 0.2},
         ],
         lambda x, t: torch.nn.functional.cross_entropy(
-            reference(x), t, label_smoothing=smoothing
+            reference(x), t, label_smoothing=smoothing, reduction="none"
         ),
         **settings,
     )
@@ -95,7 +95,7 @@ def test_class_scale_step_takes_the_steps_of_autograd_sgd():
     autograd = AutogradSGD(
         [{"params": [reference], "lr": 0.05}],
         lambda x, t: torch.nn.functional.cross_entropy(
-            reference * (x @ coef.T + intercept), t
+            reference * (x @ coef.T + intercept), t, reduction="none"
         ),
         **settings,
     )
