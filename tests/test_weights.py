@@ -90,14 +90,13 @@ def test_rebalancer_weights_reach_the_joint_fit_and_every_fold_fit(
 
     clf = estimator(joint=Recording(**CPU), **CPU).fit(X, y, sample_weight=weights)
     # The joint classifier is the one a user would fit with the same weights,
-    assert_close = np.testing.assert_allclose
     direct = JointClassifier(**CPU).fit(X, y, sample_weight=weights)
     np.testing.assert_array_equal(clf.joint_coef_, direct.coef_)
     # and each fold's joint classifier got the weights of its training rows.
     folds = held_out_folds(y, 4, 2, X, np.random.RandomState(0))
     assert len(seen) == 1 + len(folds)
     for (train, _), fold_weights in zip(folds, seen[1:], strict=True):
-        assert_close(
+        np.testing.assert_allclose(
             fold_weights / fold_weights.mean(), weights[train] / weights[train].mean()
         )
     unweighted = estimator(**CPU).fit(X, y)
