@@ -49,7 +49,8 @@ def write(out, summary, rows, fitted, per_class, splits, log):
     out.mkdir(parents=True, exist_ok=True)
     many, few = summary["thresholds"]["many"], summary["thresholds"]["few"]
     test = splits["test"]
-    joint = fitted["Joint"]
+    # tau-norm's own joint classifier: the one whose tau was chosen.
+    joint = fitted["tau-norm"]
     sweep = tau_sweep(joint, test.X, test.y, many=many, few=few)
     report = {
         **summary,

@@ -126,11 +126,9 @@ def check(X, y, X_test, y_test, seed):
     scores["Balanced Softmax, then logit adjustment"] = balanced_accuracy_score(
         y_test, balanced.classes_[np.argmax(twice, axis=1)]
     )
-    # Diagnostic only: the best tau the test set would have picked for the
-    # same joint classifier (the Joint row's, same seed).
-    sweep = tau_sweep(
-        JointClassifier(device="cpu", random_state=seed).fit(X, y), X_test, y_test
-    )
+    # Diagnostic only: the best tau the test set would have picked for
+    # tau-norm's own joint classifier.
+    sweep = tau_sweep(fitted["tau-norm"], X_test, y_test)
     scores["tau-norm, best tau on test"] = float(np.nanmax(sweep["all"]))
     return {name: 100 * value for name, value in scores.items()}
 

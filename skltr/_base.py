@@ -490,20 +490,30 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         return layer, step
 
     def _train_linear_layer(
-        self, data, y, *, sampling, rng, curvature, logit_offset=None, focal_gamma=0.0
+        self,
+        data,
+        y,
+        *,
+        sampling,
+        rng,
+        curvature,
+        logit_offset=None,
+        focal_gamma=0.0,
+        init=None,
     ):
-        """Train a linear layer from zero with cross-entropy on the device features.
+        """Train a linear layer with cross-entropy on the device features.
 
         ``y`` are the encoded labels, for the sampler of strategy
         ``sampling`` (see ``_sampling.make_sampler``); ``curvature``,
-        ``logit_offset`` and ``focal_gamma`` as for
-        :meth:`_linear_layer_step`; the rows' weights, if any, are
+        ``logit_offset``, ``focal_gamma`` and ``init`` (None: from zero) as
+        for :meth:`_linear_layer_step`; the rows' weights, if any, are
         ``data``'s. Returns the layer, on the device,
         and sets ``loss_curve_``.
         """
         layer, step = self._linear_layer_step(
             data,
             curvature=curvature,
+            init=init,
             logit_offset=logit_offset,
             focal_gamma=focal_gamma,
         )

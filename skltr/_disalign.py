@@ -187,6 +187,7 @@ class DisAlignClassifier(BaseRebalancer):
         *,
         rho=_RHO,
         cv=DEFAULT_CV,
+        refit="warm",
         joint=None,
         memory=None,
         epochs=_EPOCHS,
@@ -200,6 +201,7 @@ class DisAlignClassifier(BaseRebalancer):
     ):
         self.rho = rho
         self.cv = cv
+        self.refit = refit
         self.joint = joint
         self.memory = memory
         self.epochs = epochs
@@ -211,10 +213,10 @@ class DisAlignClassifier(BaseRebalancer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _rebalance(self, X, y, validation, sample_weight):
+    def _rebalance(self, X, y, knob_data, sample_weight):
         device, rng = self._start_training()
         logits, rows, labels, weights = self._pooled_held_out_logits(
-            X, y, validation, device, sample_weight, features=True
+            X, y, knob_data, device, sample_weight, features=True
         )
         if self.chosen_on_ == TRAINING_DATA:
             self._warn_if_nothing_to_correct(logits, labels, "alignment")

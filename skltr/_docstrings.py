@@ -118,6 +118,19 @@ cv : int, cross-validation splitter, iterable or None, default=%(cv)s
     folds advance together, all of it. Two folds cost about one joint fit
     more; one split, ``cv=ShuffleSplit(n_splits=1, test_size=0.5)``, costs
     half of one, at a small cost in accuracy (``docs/performance.md``).
+
+refit : {"warm", "full"}, default="warm"
+    How the joint classifier is fit on all the data after cross-fitting.
+    ``"warm"`` starts it from the mean of the fold heads, as
+    ``LogisticRegressionCV`` starts its refit from the mean of its folds'
+    coefficients, and trains it for a third of its epochs at a quarter of
+    its ``lr``: a third of the cost of a fit from zero, as accurate on the
+    problems measured (``docs/performance.md``). ``"full"`` fits it from
+    zero, exactly as :class:`JointClassifier` alone with the same settings
+    (the Decoupling paper's protocol: the re-balancing applied to the very
+    joint classifier it is compared with). Without cross-fitting (``cv``
+    None, validation data, a fitted ``joint``, or a knob fixed by hand) the
+    joint classifier is always fit from zero.
 """,
     "tau_choice_attributes": """
 tau_ : float

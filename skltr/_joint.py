@@ -7,6 +7,7 @@ what tau-norm, LWS and LORT re-balance.
 
 from numbers import Real
 
+import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -44,7 +45,7 @@ class SoftmaxRegression(BaseTrainedClassifier):
 
     @fill_doc(indent=8)
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, coef_init=None, intercept_init=None):
         """Fit the classifier on features ``X`` and labels ``y``.
 
         Parameters
@@ -54,6 +55,18 @@ class SoftmaxRegression(BaseTrainedClassifier):
             Each sample's weight in the loss, non-negative, times its class's
             weight (``class_weight``); rescaled to mean 1. The feature
             standardisation uses every sample alike.
+        coef_init : array-like of shape (n_classes, n_features), default=None
+            The weights to start from, on the features as given to ``fit``:
+            training starts from the logits ``X @ coef_init.T +
+            intercept_init``, and with ``standardize=True`` the weights are
+            carried over to the standardised features (``coef_`` is on
+            those: a fitted classifier's weights on the features as given
+            are ``coef_ / feature_scale_``). None starts from zero. As
+            ``SGDClassifier.fit`` spells it; the re-balancers' ``refit="warm"``
+            starts their joint classifier from the mean of their fold heads
+            this way.
+        intercept_init : array-like of shape (n_classes,), default=None
+            The bias to start from, on the features as given; zero when None.
 
         Returns
         -------
@@ -61,8 +74,32 @@ class SoftmaxRegression(BaseTrainedClassifier):
             The fitted classifier.
         """
         X, y = self._validate_training_data(X, y)
-        self._fit(X, y, training_weights(self, X, y, sample_weight))
+        init = self._checked_init(coef_init, intercept_init, X.shape[1])
+        self._fit(X, y, training_weights(self, X, y, sample_weight), init=init)
         return self
+
+    def _checked_init(self, coef_init, intercept_init, n_features):
+        """(coef, intercept) float32 arrays to start from, or None for zero."""
+        if coef_init is None and intercept_init is None:
+            return None
+        n_classes = len(self.classes_)
+        shapes = {"coef_init": (n_classes, n_features), "intercept_init": (n_classes,)}
+        given = {"coef_init": coef_init, "intercept_init": intercept_init}
+        init = []
+        for name, shape in shapes.items():
+            if given[name] is None:
+                init.append(np.zeros(shape, dtype=np.float32))
+                continue
+            value = np.asarray(given[name], dtype=np.float32)
+            if value.shape != shape:
+                raise ValueError(
+                    f"{name} has shape {value.shape}; the data has {n_classes} "
+                    f"classes and {n_features} features, so it must be {shape}."
+                )
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name} holds NaN or infinite values.")
+            init.append(value)
+        return tuple(init)
 
     def _sampling(self):
         raise NotImplementedError
@@ -75,13 +112,20 @@ class SoftmaxRegression(BaseTrainedClassifier):
         """The focal loss's gamma; 0 for the cross-entropy."""
         return 0.0
 
-    def _fit(self, X, y, sample_weight=None):
+    def _fit(self, X, y, sample_weight=None, init=None):
         device, rng = self._start_training()
         data = DeviceFeatures(X, y, device, sample_weight=sample_weight)
         self.feature_mean_ = self.feature_scale_ = None
         if self.standardize:
             self.feature_mean_, self.feature_scale_ = standardisation(data)
             data.standardise(self.feature_mean_, self.feature_scale_)
+            if init is not None:
+                # The same logits on the standardised features.
+                coef, intercept = init
+                init = (
+                    coef * self.feature_scale_,
+                    intercept + coef @ self.feature_mean_,
+                )
         layer = self._train_linear_layer(
             data,
             y,
@@ -90,6 +134,7 @@ class SoftmaxRegression(BaseTrainedClassifier):
             curvature=data.top_eigenvalue(rng),
             logit_offset=self._logit_offset(),
             focal_gamma=self._focal_gamma(),
+            init=init,
         )
         self.coef_, self.intercept_ = to_numpy(layer.weight), to_numpy(layer.bias)
 

@@ -129,6 +129,7 @@ class LogitAdjustedClassifier(BaseRebalancer):
         tau="auto",
         tau_grid=None,
         cv=DEFAULT_CV,
+        refit="warm",
         joint=None,
         memory=None,
         device="auto",
@@ -137,17 +138,21 @@ class LogitAdjustedClassifier(BaseRebalancer):
         self.tau = tau
         self.tau_grid = tau_grid
         self.cv = cv
+        self.refit = refit
         self.joint = joint
         self.memory = memory
         self.device = device
         self.random_state = random_state
 
-    def _rebalance(self, X, y, validation, sample_weight):
+    def _chooses_knob(self):
+        return self.tau == "auto"
+
+    def _rebalance(self, X, y, knob_data, sample_weight):
         if self.tau == "auto":
             self.tau_ = self._choose_tau(
                 X,
                 y,
-                validation,
+                knob_data,
                 lambda scoring, grid, device: correct_by_adjustment(
                     scoring.X_held_out,
                     scoring.y_held_out,

@@ -184,6 +184,7 @@ class LORTClassifier(BaseRebalancer):
         smoothing=0.98,
         n_iter_no_change=_PATIENCE,
         cv=DEFAULT_CV,
+        refit="warm",
         joint=None,
         memory=None,
         epochs=_EPOCHS,
@@ -198,6 +199,7 @@ class LORTClassifier(BaseRebalancer):
         self.smoothing = smoothing
         self.n_iter_no_change = n_iter_no_change
         self.cv = cv
+        self.refit = refit
         self.joint = joint
         self.memory = memory
         self.epochs = epochs
@@ -209,9 +211,9 @@ class LORTClassifier(BaseRebalancer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _rebalance(self, X, y, validation, sample_weight):
+    def _rebalance(self, X, y, knob_data, sample_weight):
         device, rng = self._start_training()
-        scoring_sets = list(self._scoring_sets(X, y, validation, sample_weight))
+        scoring_sets = list(self._scoring_sets(X, y, knob_data, sample_weight))
         # With validation data or the training set, the one path walked is
         # the full joint classifier's, and its best point is the fit.
         keep_weights = self.chosen_on_ != CROSS_FITTING

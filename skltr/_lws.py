@@ -115,6 +115,7 @@ default="class"
         *,
         sampling="class",
         cv=DEFAULT_CV,
+        refit="warm",
         joint=None,
         memory=None,
         epochs=_EPOCHS,
@@ -128,6 +129,7 @@ default="class"
     ):
         self.sampling = sampling
         self.cv = cv
+        self.refit = refit
         self.joint = joint
         self.memory = memory
         self.epochs = epochs
@@ -139,11 +141,11 @@ default="class"
         self.random_state = random_state
         self.verbose = verbose
 
-    def _rebalance(self, X, y, validation, sample_weight):
+    def _rebalance(self, X, y, knob_data, sample_weight):
         sampling = check_sampling(self.sampling)
         device, rng = self._start_training()
         logits, labels, weights = self._pooled_held_out_logits(
-            X, y, validation, device, sample_weight
+            X, y, knob_data, device, sample_weight
         )
         if self.chosen_on_ == TRAINING_DATA:
             self._warn_if_nothing_to_correct(logits, labels, "scales")

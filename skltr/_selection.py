@@ -58,6 +58,39 @@ class JointHead:
             self.coef, self.intercept, shift=self.mean, scale=self.scale, device=device
         )
 
+    def on_features_as_given(self):
+        """(coef, intercept) giving the same logits on the features unscaled."""
+        coef = self.coef.astype(np.float64)
+        intercept = self.intercept.astype(np.float64)
+        if self.scale is not None:
+            coef = coef / self.scale
+        if self.mean is not None:
+            intercept = intercept - coef @ self.mean
+        return coef, intercept
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A cross-fitted fold: the rows its joint head trained on, those it holds out."""
+
+    train: np.ndarray
+    held_out: np.ndarray
+    head: JointHead
+
+
+@dataclass(frozen=True)
+class KnobData:
+    """Where a re-balancing knob is chosen, and what choosing there takes.
+
+    ``chosen_on`` is :data:`CROSS_FITTING` (with the fitted ``folds``),
+    :data:`VALIDATION_DATA` (with the encoded ``(X_val, y_val)`` as
+    ``validation``) or :data:`TRAINING_DATA`.
+    """
+
+    chosen_on: str
+    folds: tuple = ()
+    validation: Any = None
+
 
 @dataclass(frozen=True)
 class ScoringSet:

@@ -165,6 +165,7 @@ class TauNormClassifier(BaseRebalancer):
         tau="auto",
         tau_grid=None,
         cv=DEFAULT_CV,
+        refit="warm",
         joint=None,
         memory=None,
         epochs=_LEARN_EPOCHS,
@@ -179,6 +180,7 @@ class TauNormClassifier(BaseRebalancer):
         self.tau = tau
         self.tau_grid = tau_grid
         self.cv = cv
+        self.refit = refit
         self.joint = joint
         self.memory = memory
         self.epochs = epochs
@@ -190,12 +192,15 @@ class TauNormClassifier(BaseRebalancer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _rebalance(self, X, y, validation, sample_weight):
+    def _chooses_knob(self):
+        return self.tau == "auto"
+
+    def _rebalance(self, X, y, knob_data, sample_weight):
         if self.tau == "auto":
             self.tau_ = self._choose_tau(
                 X,
                 y,
-                validation,
+                knob_data,
                 lambda scoring, grid, device: correct_by_tau(
                     scoring.X_held_out,
                     scoring.y_held_out,

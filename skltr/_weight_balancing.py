@@ -203,6 +203,7 @@ class WeightBalancedClassifier(BaseRebalancer):
         class_weight="effective",
         beta=DEFAULT_BETA,
         cv=DEFAULT_CV,
+        refit="warm",
         joint=None,
         memory=None,
         epochs=_EPOCHS,
@@ -219,6 +220,7 @@ class WeightBalancedClassifier(BaseRebalancer):
         self.class_weight = class_weight
         self.beta = beta
         self.cv = cv
+        self.refit = refit
         self.joint = joint
         self.memory = memory
         self.epochs = epochs
@@ -229,12 +231,15 @@ class WeightBalancedClassifier(BaseRebalancer):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _rebalance(self, X, y, validation, sample_weight):
+    def _chooses_knob(self):
+        return self.weight_decay == "auto"
+
+    def _rebalance(self, X, y, knob_data, sample_weight):
         device, rng = self._start_training()
         self.radius_ = max_norm_radius(self.joint_coef_, self.radius_fraction)
         if self.weight_decay == "auto":
             self.weight_decay_ = self._choose_weight_decay(
-                X, y, validation, sample_weight, device, rng
+                X, y, knob_data, sample_weight, device, rng
             )
         else:
             self.weight_decay_ = float(self.weight_decay)
@@ -249,13 +254,13 @@ class WeightBalancedClassifier(BaseRebalancer):
         )
         self.coef_, self.intercept_ = to_numpy(coef), to_numpy(intercept)
 
-    def _choose_weight_decay(self, X, y, validation, sample_weight, device, rng):
+    def _choose_weight_decay(self, X, y, knob_data, sample_weight, device, rng):
         """The candidate with the best pooled mean per-class held-out accuracy."""
         grid = check_weight_decay_grid(self.weight_decay_grid)
         n_classes = len(self.classes_)
         correct = np.zeros((len(grid), n_classes), dtype=np.int64)
         scored = np.zeros(n_classes, dtype=np.int64)
-        for scoring in self._scoring_sets(X, y, validation, sample_weight):
+        for scoring in self._scoring_sets(X, y, knob_data, sample_weight):
             head = scoring.head
             for k, weight_decay in enumerate(grid):
                 coef, intercept, _ = self._fine_tuned(

@@ -102,9 +102,9 @@ def joint_fits(monkeypatch):
     fits = []
     original = JointClassifier.fit
 
-    def counting_fit(self, X, y, sample_weight=None):
+    def counting_fit(self, X, y, sample_weight=None, **fit_params):
         fits.append(len(y))
-        return original(self, X, y, sample_weight=sample_weight)
+        return original(self, X, y, sample_weight=sample_weight, **fit_params)
 
     monkeypatch.setattr(JointClassifier, "fit", counting_fit)
     return fits

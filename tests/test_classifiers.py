@@ -76,6 +76,38 @@ def test_scores_are_the_head_on_standardised_features_far_from_zero(small_proble
     np.testing.assert_allclose(clf.decision_function(X), expected, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("estimator", [JointClassifier, CRTClassifier])
+def test_a_fit_starts_from_the_logits_of_coef_init(estimator, small_problem):
+    X, y = small_problem
+    X = 3.0 * X + 5.0
+    fitted = estimator(**CPU).fit(X, y)
+    # Its weights on the features as given: the same logits.
+    coef = fitted.coef_ / fitted.feature_scale_
+    intercept = fitted.intercept_ - coef @ fitted.feature_mean_
+    np.testing.assert_allclose(
+        X @ coef.T + intercept, fitted.decision_function(X), atol=1e-4
+    )
+    # A fit whose steps barely move stays where it started,
+    still = estimator(epochs=1, lr=1e-9, **CPU)
+    still.fit(X, y, coef_init=coef, intercept_init=intercept)
+    np.testing.assert_allclose(
+        still.decision_function(X), fitted.decision_function(X), atol=1e-4
+    )
+    # and a fit from zero does not.
+    zero = estimator(epochs=1, lr=1e-9, **CPU).fit(X, y)
+    assert np.abs(zero.decision_function(X)).max() < 1e-3
+
+
+def test_coef_init_of_the_wrong_shape_or_not_finite_is_refused(small_problem):
+    X, y = small_problem
+    with pytest.raises(ValueError, match=r"coef_init has shape \(3, 6\).*\(4, 6\)"):
+        JointClassifier(**CPU).fit(X, y, coef_init=np.zeros((3, 6)))
+    with pytest.raises(ValueError, match=r"intercept_init has shape \(5,\)"):
+        JointClassifier(**CPU).fit(X, y, intercept_init=np.zeros(5))
+    with pytest.raises(ValueError, match="coef_init holds NaN"):
+        JointClassifier(**CPU).fit(X, y, coef_init=np.full((4, 6), np.nan))
+
+
 @pytest.mark.parametrize("tau", [0.0, 0.5, 1.0, 1.7])
 def test_tau_norm_logits_are_rescaled_joint_weights(small_problem, tau):
     X, y = small_problem

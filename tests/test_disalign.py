@@ -36,17 +36,17 @@ def test_aligned_logits_formula():
 
 def test_closed_gate_or_identity_alignment_gives_the_joint_logits(small_problem):
     X, y = small_problem
-    clf = DisAlignClassifier(**CPU).fit(X, y)
+    clf = DisAlignClassifier(refit="full", **CPU).fit(X, y)
     joint = JointClassifier(**CPU).fit(X, y)
     np.testing.assert_array_equal(clf.joint_coef_, joint.coef_)
     assert not np.allclose(clf.decision_function(X), joint.decision_function(X))
-    closed = DisAlignClassifier(**CPU).fit(X, y)
+    closed = DisAlignClassifier(refit="full", **CPU).fit(X, y)
     closed.gate_coef_[:] = 0.0
     closed.gate_intercept_ = -200.0  # sigma = 0
     np.testing.assert_allclose(
         closed.decision_function(X), joint.decision_function(X), rtol=1e-6
     )
-    identity = DisAlignClassifier(**CPU).fit(X, y)
+    identity = DisAlignClassifier(refit="full", **CPU).fit(X, y)
     identity.scale_[:], identity.bias_[:] = 1.0, 0.0
     np.testing.assert_allclose(
         identity.decision_function(X), joint.decision_function(X), rtol=1e-6

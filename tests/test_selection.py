@@ -36,8 +36,8 @@ class MarkedJoint(JointClassifier):
 
     trained_on = []
 
-    def fit(self, X, y):
-        super().fit(X, y)
+    def fit(self, X, y, **fit_params):
+        super().fit(X, y, **fit_params)
         MarkedJoint.trained_on.append((self.coef_, set(np.asarray(X)[:, 0])))
         return self
 
@@ -53,7 +53,8 @@ def test_no_sample_is_scored_by_a_joint_classifier_that_trained_on_it(cv):
     clf = TauNormClassifier(cv=cv, joint=MarkedJoint(**CPU), **CPU)
     clf.classes_, clf.class_counts_ = np.arange(4), np.bincount(y)
     scored = []
-    for scoring in clf._scoring_sets(X, y, None):
+    knob_data = clf._knob_data(X, y, None, None)
+    for scoring in clf._scoring_sets(X, y, knob_data):
         (trained,) = [
             ids for coef, ids in MarkedJoint.trained_on if coef is scoring.head.coef
         ]
@@ -105,7 +106,8 @@ def test_cross_fitting_beats_the_training_set_where_the_joint_overfits(
         warnings.simplefilter("ignore")  # the training set cannot choose
         on_train = estimator(cv=None, **CPU).fit(X, y)
     assert on_train.chosen_on_ == "training data"
-    crossed = estimator(**CPU).fit(X, y)
+    # The same joint classifier, its knob chosen on cross-fitted folds.
+    crossed = estimator(refit="full", **CPU).fit(X, y)
     assert crossed.chosen_on_ == "cross-fitting"
     np.testing.assert_array_equal(crossed.joint_coef_, joint.coef_)
 
@@ -114,6 +116,8 @@ def test_cross_fitting_beats_the_training_set_where_the_joint_overfits(
 
     assert score(crossed) > score(on_train) + 0.01
     assert score(crossed) > score(joint) + 0.01
+    # The default joint classifier, started from the folds' heads, does as well.
+    assert score(estimator(**CPU).fit(X, y)) > score(on_train) + 0.01
 
 
 def test_weight_decay_is_informed_by_held_out_rows_where_the_joint_overfits(
@@ -139,7 +143,9 @@ def test_the_tau_chosen_is_close_to_the_best_on_a_large_test_set(
 ):
     X, X_test, y, y_test = overfit_problem
     clf = estimator(**CPU).fit(X, y)
-    joint = JointClassifier(**CPU).fit(X, y)  # the same as clf's
+    # clf's own joint classifier (started from its folds' heads).
+    joint = JointClassifier(**CPU).fit(X, y)
+    joint.coef_, joint.intercept_ = clf.joint_coef_, clf.joint_intercept_
     on_test = []
     for tau in clf.tau_grid_:
         fixed = estimator(tau=tau, joint=FrozenEstimator(joint), **CPU).fit(X, y)
@@ -222,11 +228,53 @@ def test_one_held_out_split_fits_one_fold(estimator, joint_fits):
     one_split = ShuffleSplit(n_splits=1, test_size=0.5, random_state=0)
     clf = estimator(cv=one_split, **CPU).fit(X, y)
     assert clf.chosen_on_ == "cross-fitting"
-    # The full fit and one fold fit, on about half the rows (the class of
-    # one sample stays in training).
-    assert joint_fits[0] == len(y) and len(joint_fits) == 2
-    assert len(y) // 2 <= joint_fits[1] <= len(y) // 2 + 2
+    # One fold fit, on about half the rows (the class of one sample stays in
+    # training), then the full fit.
+    assert len(joint_fits) == 2 and joint_fits[1] == len(y)
+    assert len(y) // 2 <= joint_fits[0] <= len(y) // 2 + 2
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+@pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
+def test_warm_refit_starts_from_the_mean_of_the_fold_heads(estimator, small_problem):
+    X, y = small_problem
+    X = 3.0 * X + 5.0  # features far from standardised
+    fits = []
+
+    class Recording(JointClassifier):
+        def fit(self, X, y, sample_weight=None, **fit_params):
+            super().fit(X, y, sample_weight=sample_weight, **fit_params)
+            fits.append((self, fit_params))
+            return self
+
+    clf = estimator(joint=Recording(epochs=12, lr=2.0, **CPU), **CPU).fit(X, y)
+    *folds, (full, start) = fits
+    assert len(folds) == 2 and all(fit_params == {} for _, fit_params in folds)
+    assert (full.epochs, full.lr) == (4, 0.5)
+    # The mean of the fold heads' logits on the features as given,
+    fold_logits = [fold.decision_function(X) for fold, _ in folds]
+    start_logits = X @ start["coef_init"].T + start["intercept_init"]
+    np.testing.assert_allclose(start_logits, np.mean(fold_logits, axis=0), atol=1e-4)
+    # from which the full fit went on: it holds the full joint classifier.
+    np.testing.assert_array_equal(clf.joint_coef_, full.coef_)
+
+
+@pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
+def test_full_refit_is_the_joint_classifier_alone(estimator, small_problem):
+    X, y = small_problem
+    clf = estimator(refit="full", **CPU).fit(X, y)
+    joint = JointClassifier(**CPU).fit(X, y)
+    np.testing.assert_array_equal(clf.joint_coef_, joint.coef_)
+    np.testing.assert_array_equal(clf.joint_intercept_, joint.intercept_)
+
+
+def test_no_fold_is_fit_when_the_knob_is_fixed(small_problem, joint_fits):
+    X, y = small_problem
+    clf = LogitAdjustedClassifier(tau=1.0, **CPU).fit(X, y)
+    assert joint_fits == [len(y)] and not hasattr(clf, "chosen_on_")
+    np.testing.assert_array_equal(
+        clf.joint_coef_, JointClassifier(**CPU).fit(X, y).coef_
+    )
 
 
 def test_memory_caches_the_fold_fits(overfit_problem, tmp_path, joint_fits):
@@ -237,8 +285,9 @@ def test_memory_caches_the_fold_fits(overfit_problem, tmp_path, joint_fits):
         LogitAdjustedClassifier(memory=str(tmp_path), **CPU), grid, cv=3, refit=False
     )
     search.fit(X, y)
-    # Per outer fold: the joint classifier and the two fold fits of "auto".
-    assert len(fits) == 3 * 3
+    # Per outer fold: the joint classifier of the fixed taus, and for "auto"
+    # two fold fits and the joint classifier started from their heads.
+    assert len(fits) == 3 * 4
     fits.clear()
     search.fit(X, y)
     assert fits == []

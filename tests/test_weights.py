@@ -84,18 +84,21 @@ def test_rebalancer_weights_reach_the_joint_fit_and_every_fold_fit(
     seen = []
 
     class Recording(JointClassifier):
-        def fit(self, X, y, sample_weight=None):
+        def fit(self, X, y, sample_weight=None, **fit_params):
             seen.append(sample_weight)
-            return super().fit(X, y, sample_weight=sample_weight)
+            return super().fit(X, y, sample_weight=sample_weight, **fit_params)
 
-    clf = estimator(joint=Recording(**CPU), **CPU).fit(X, y, sample_weight=weights)
+    clf = estimator(joint=Recording(**CPU), refit="full", **CPU).fit(
+        X, y, sample_weight=weights
+    )
     # The joint classifier is the one a user would fit with the same weights,
     direct = JointClassifier(**CPU).fit(X, y, sample_weight=weights)
     np.testing.assert_array_equal(clf.joint_coef_, direct.coef_)
-    # and each fold's joint classifier got the weights of its training rows.
+    # and each fold's joint classifier, fit before it, got the weights of its
+    # training rows.
     folds = held_out_folds(y, 4, 2, X, np.random.RandomState(0))
-    assert len(seen) == 1 + len(folds)
-    for (train, _), fold_weights in zip(folds, seen[1:], strict=True):
+    assert len(seen) == len(folds) + 1
+    for (train, _), fold_weights in zip(folds, seen[:-1], strict=True):
         np.testing.assert_allclose(
             fold_weights / fold_weights.mean(), weights[train] / weights[train].mean()
         )
