@@ -367,7 +367,11 @@ def _load_weights(
     else:
         return None
     load_into(
-        network, read_state_dict(location), head_prefixes=head_prefixes, name=name
+        network,
+        read_state_dict(location),
+        head_prefixes=head_prefixes,
+        name=name,
+        source=location,
     )
     return location
 
@@ -450,7 +454,7 @@ def _strip_prefixes(key):
     return key
 
 
-def load_into(network, state, *, head_prefixes, name):
+def load_into(network, state, *, head_prefixes, name, source=None):
     """Load ``state`` into ``network`` strictly, except for the classifier head.
 
     The network's head is an identity, so the checkpoint's head weights (of
@@ -490,8 +494,9 @@ def load_into(network, state, *, head_prefixes, name):
     ]
     if problems:
         raise ValueError(
-            f"The weights do not fit {name}; {'; '.join(problems)}. Check that "
-            "the file belongs to this architecture."
+            f"The weights{'' if source is None else f' in {source}'} do not "
+            f"fit {name}; {'; '.join(problems)}. Check that the file belongs to "
+            "this architecture."
         )
 
 
