@@ -854,3 +854,25 @@ def test_extraction_with_a_normalising_transform_matches_a_plain_loop(tmp_path):
         np.testing.assert_allclose(
             extractor.fit_transform(images), expected, rtol=1e-5, atol=1e-6
         )
+
+
+@pytest.mark.parametrize(
+    "name", ["vit_base_patch16_clip_224.openai", "vit_base_patch14_dinov2.lvd142m"]
+)
+def test_foundation_model_towers_give_their_pre_logit_features(name, tmp_path):
+    # The foundation-model recipe's backbones, offline: random weights saved
+    # to a file stand in for the published ones, and the feature is timm's
+    # pooled pre-logits (CLIP's 768-d before its 512-d projection).
+    from timm.data import create_transform, resolve_model_data_config
+
+    network = timm.create_model(name, pretrained=False).eval()
+    save_file(network.state_dict(), tmp_path / "tower.safetensors")
+    images = [Image.fromarray(pixels) for pixels in random_pixels(2, size=48)]
+    extractor = FeatureExtractor(name, weights=tmp_path / "tower.safetensors", **CPU)
+    features = extractor.fit_transform(images)
+    transform = create_transform(**resolve_model_data_config(network))
+    with torch.no_grad():
+        tokens = network.forward_features(torch.stack([transform(i) for i in images]))
+        expected = network.forward_head(tokens, pre_logits=True)
+    assert features.shape == (2, network.num_features) == (2, 768)
+    np.testing.assert_allclose(features, expected.numpy(), rtol=1e-4, atol=1e-4)
