@@ -118,3 +118,20 @@ def test_plotting_without_matplotlib_says_what_to_install(fitted, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"pip install 'skltr\[plot\]'"):
         plot_weight_norms(classifiers)
+
+
+def test_reliability_diagram_draws_each_filled_bin_and_the_ece():
+    from skltr.metrics import expected_calibration_error
+    from skltr.plotting import plot_reliability_diagram
+
+    rng = np.random.default_rng(0)
+    y_prob = rng.dirichlet([1.0, 1.0, 1.0], size=400)
+    y_true = rng.integers(0, 3, 400)
+    fig, ax = plt.subplots()
+    assert plot_reliability_diagram(y_true, y_prob, n_bins=10, ax=ax) is ax
+    top = y_prob.max(axis=1)
+    filled = len(np.unique(np.minimum((top * 10 - 1e-12).astype(int), 9)))
+    assert len(ax.patches) == filled
+    ece = expected_calibration_error(y_true, y_prob, n_bins=10)
+    assert ax.get_title() == f"ECE = {ece:.3f} (10 bins)"
+    plt.close(fig)

@@ -1,5 +1,5 @@
-"""The Decoupling paper's figures: weight norms per class, accuracy against tau,
-and per-class accuracy against training count."""
+"""The Decoupling paper's figures (weight norms per class, accuracy against tau,
+per-class accuracy against training count) and a reliability diagram."""
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -251,4 +251,76 @@ def plot_per_class_accuracy(
     ax.set_ylabel("test accuracy of the class")
     ax.set_title("Per-class accuracy")
     ax.legend()
+    return ax
+
+
+def plot_reliability_diagram(y_true, y_prob, *, n_bins=15, labels=None, ax=None):
+    """Accuracy against confidence, per bin of the top predicted probability.
+
+    A bar per non-empty bin at the accuracy of its samples, against the
+    diagonal of perfect calibration; the title gives the expected
+    calibration error. A long-tailed classifier's bars below the diagonal
+    are over-confidence (Zhong et al., CVPR 2021): draw one diagram per shot
+    split by passing the samples of its classes.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+    y_prob : array-like of shape (n_samples, n_classes)
+        Predicted probabilities, such as ``predict_proba``'s.
+    n_bins : int, default=15
+    labels : array-like of shape (n_classes,), default=None
+        The labels of ``y_prob``'s columns; as for
+        :func:`skltr.metrics.expected_calibration_error`.
+    ax : matplotlib Axes, default=None
+        Where to draw; None makes a new figure.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    See Also
+    --------
+    skltr.metrics.expected_calibration_error : The gap the bars show.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skltr.plotting import plot_reliability_diagram
+    >>> rng = np.random.default_rng(0)
+    >>> y_prob = rng.dirichlet([1.0, 1.0, 1.0], size=200)
+    >>> ax = plot_reliability_diagram(rng.integers(0, 3, 200), y_prob)
+    """
+    from ..metrics._calibration import expected_calibration_error, reliability
+
+    count, accuracy, confidence = reliability(
+        y_true, y_prob, n_bins=n_bins, labels=labels
+    )
+    ece = expected_calibration_error(y_true, y_prob, n_bins=n_bins, labels=labels)
+    ax = _axes(ax)
+    width = 1.0 / n_bins
+    left = np.arange(n_bins) * width
+    filled = count > 0
+    ax.bar(
+        left[filled],
+        accuracy[filled],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        label="accuracy",
+    )
+    ax.plot(
+        confidence[filled],
+        confidence[filled],
+        "o",
+        color="tab:red",
+        label="mean confidence",
+    )
+    ax.plot([0, 1], [0, 1], ":", color="gray", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("top predicted probability")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"ECE = {ece:.3f} ({n_bins} bins)")
+    ax.legend(loc="upper left")
     return ax
