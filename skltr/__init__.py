@@ -15,6 +15,7 @@ from ._logit_adjustment import LogitAdjustedClassifier
 from ._lort import LORTClassifier
 from ._lws import LWSClassifier
 from ._ncm import NCMClassifier
+from ._prior_shift import PriorAdjustedClassifier
 from ._tau_norm import TauNormClassifier
 from ._weight_balancing import WeightBalancedClassifier
 
@@ -31,6 +32,7 @@ __all__ = [
     "LogitAdjustedClassifier",
     "LWSClassifier",
     "NCMClassifier",
+    "PriorAdjustedClassifier",
     "TauNormClassifier",
     "WeightBalancedClassifier",
     "__version__",

@@ -158,6 +158,16 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
     def _fit(self, X, y):
         """Fit on validated features and labels encoded as 0 to n_classes - 1."""
 
+    def _implied_prior(self):
+        """The class prior this fitted classifier's probabilities assume.
+
+        Uniform: the re-balancers, cRT and NCM are built for the balanced
+        error. A classifier trained on the training distribution overrides
+        this (:class:`JointClassifier`). :class:`PriorAdjustedClassifier`
+        divides it out.
+        """
+        return np.full(len(self.classes_), 1.0 / len(self.classes_))
+
     @abstractmethod
     def _scorer(self, device):
         """The class scores of a chunk of rows, as a function.

@@ -107,6 +107,11 @@ def make(estimator_class):
     """The classifier with its defaults, on the CPU, seeded where it draws."""
     estimator = estimator_class()
     params = estimator.get_params()
+    if "estimator" in params and params["estimator"] is None:
+        # A meta-estimator: around a seeded JointClassifier, its default.
+        from skltr import JointClassifier
+
+        estimator.set_params(estimator=make(JointClassifier))
     if "device" in params:
         estimator.set_params(device="cpu")
     if "random_state" in params:
