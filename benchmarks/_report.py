@@ -1,5 +1,6 @@
 """The table, the JSON of every number, and the figures of one benchmark run."""
 
+import _shift
 import numpy as np
 
 from skltr.metrics import tau_sweep
@@ -44,8 +45,12 @@ def markdown(summary, rows):
     return "\n".join(lines)
 
 
-def write(out, summary, rows, fitted, per_class, splits, log):
-    """Write results.md and the figures under ``out``; return the report dict."""
+def write(out, summary, rows, fitted, per_class, splits, log, shift=None):
+    """Write results.md and the figures under ``out``; return the report dict.
+
+    ``shift`` is ``(rows, priors, ratio)`` of the test-agnostic protocol
+    (``_shift.prior_shift_rows``), or None.
+    """
     out.mkdir(parents=True, exist_ok=True)
     many, few = summary["thresholds"]["many"], summary["thresholds"]["few"]
     test = splits["test"]
@@ -64,6 +69,10 @@ def write(out, summary, rows, fitted, per_class, splits, log):
         "figures": [],
     }
     report["markdown"] = markdown(summary, rows)
+    if shift is not None:
+        shift_rows, priors, ratio = shift
+        report["prior_shift"] = {"rows": shift_rows, "priors": priors, "ratio": ratio}
+        report["markdown"] += "\n\n" + _shift.markdown(shift_rows, ratio)
     (out / "results.md").write_text(report["markdown"] + "\n")
     try:
         import matplotlib

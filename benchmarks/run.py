@@ -31,8 +31,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _data  # noqa: E402
 import _report  # noqa: E402
 import _rows  # noqa: E402
+import _shift  # noqa: E402
 import _stage1  # noqa: E402
 from _timing import timed  # noqa: E402
+
+# The test-agnostic protocol's imbalance of the re-sampled test sets (SADE's).
+SHIFT_RATIO = 50
 
 
 class StageLog:
@@ -226,6 +230,17 @@ def main(argv=None):
         seed=args.seed,
         log=log,
     )
+    shift_rows, priors = log.stage(
+        "the test-agnostic protocol and calibration",
+        _shift.prior_shift_rows,
+        fitted,
+        splits["train"],
+        splits["test"],
+        many=many,
+        few=few,
+        ratio=SHIFT_RATIO,
+        seed=args.seed,
+    )
     summary = {
         "dataset": benchmark.describe(),
         "backbone": backbone,
@@ -243,6 +258,7 @@ def main(argv=None):
         per_class,
         splits,
         log,
+        shift=(shift_rows, priors, SHIFT_RATIO),
     )
     report["arguments"] = {k: str(v) for k, v in vars(args).items()}
     report["stage_seconds"] = log.stages

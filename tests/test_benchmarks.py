@@ -279,3 +279,26 @@ def test_memory_script_runs_the_cases_asked_for():
         text=True,
     )
     assert result.returncode != 0 and "unknown cases ['float64:NCM']" in result.stderr
+
+
+def test_the_test_agnostic_protocol_resamples_to_the_priors_it_names():
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        import _shift
+    finally:
+        sys.path.remove(str(RUN.parent))
+    y_test = np.repeat(np.arange(4), 50)
+    class_counts = np.array([10, 400, 40, 100])  # class 1 is the head
+    sets = _shift.shifted_test_sets(y_test, class_counts, ratio=50, seed=0)
+    forward, prior = sets["forward"]
+    kept = np.bincount(y_test[forward], minlength=4)
+    # By training count, the head keeps all 50, the next 50 / 50^(1/3) = 13,
+    # then 50 / 50^(2/3) = 3, and the tail 50 / 50 = 1.
+    np.testing.assert_array_equal(kept, [1, 50, 3, 13])
+    np.testing.assert_allclose(prior, kept / kept.sum())
+    backward, _ = sets["backward"]
+    np.testing.assert_array_equal(
+        np.bincount(y_test[backward], minlength=4), [50, 1, 13, 3]
+    )
+    assert len(np.unique(forward)) == len(forward)  # no row twice
+    np.testing.assert_array_equal(sets["uniform"][0], np.arange(200))
