@@ -289,6 +289,21 @@ def _host(tensor):
     return tensor.cpu().numpy()
 
 
+def unstandardised_head(coef, intercept, shift=None, scale=None):
+    """``(coef, intercept)`` in float64 giving, on the rows as they are, the
+    logits ``((rows - shift) / scale) @ coef.T + intercept``.
+
+    ``shift`` and ``scale`` may be None (no shift, unit scale).
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    intercept = np.asarray(intercept, dtype=np.float64)
+    if scale is not None:
+        coef = coef / np.asarray(scale, dtype=np.float64)
+    if shift is not None:
+        intercept = intercept - coef @ np.asarray(shift, dtype=np.float64)
+    return coef, intercept
+
+
 class LinearScores:
     """``((rows - shift) / scale) @ coef.T + intercept`` in float64, on ``device``.
 
@@ -319,12 +334,8 @@ class LinearScores:
     """
 
     def __init__(self, coef, intercept=None, *, shift=None, scale=None, device):
-        coef = np.asarray(coef, dtype=np.float64)
         intercept = np.zeros(len(coef)) if intercept is None else intercept
-        intercept = np.asarray(intercept, dtype=np.float64)
-        if shift is not None:
-            coef = coef / np.asarray(scale, dtype=np.float64)
-            intercept = intercept - coef @ np.asarray(shift, dtype=np.float64)
+        coef, intercept = unstandardised_head(coef, intercept, shift, scale)
         self._coef = torch.as_tensor(coef, device=device)
         self._intercept = torch.as_tensor(intercept, device=device)
         self._float64_rows = Float64Rows(device)

@@ -25,7 +25,7 @@ import torch
 from sklearn.model_selection import check_cv
 
 from ._backend import feature_rows, float64_device, iter_row_chunks
-from ._base import LinearScores
+from ._base import LinearScores, unstandardised_head
 
 #: The tau candidates of tau-norm and logit adjustment: 0.0, 0.1, ..., 2.0,
 #: the Decoupling paper's sweep.
@@ -60,13 +60,7 @@ class JointHead:
 
     def on_features_as_given(self):
         """(coef, intercept) giving the same logits on the features unscaled."""
-        coef = self.coef.astype(np.float64)
-        intercept = self.intercept.astype(np.float64)
-        if self.scale is not None:
-            coef = coef / self.scale
-        if self.mean is not None:
-            intercept = intercept - coef @ self.mean
-        return coef, intercept
+        return unstandardised_head(self.coef, self.intercept, self.mean, self.scale)
 
 
 @dataclass(frozen=True)
