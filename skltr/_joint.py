@@ -14,7 +14,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._backend import DeviceFeatures
 from ._base import BaseTrainedClassifier, standardisation, to_numpy
 from ._docstrings import fill_doc
-from ._weights import DEFAULT_BETA, class_weight_vector, training_weights
+from ._sampling import final_power
+from ._weights import DEFAULT_BETA, estimator_class_weights, training_weights
 
 # A tail sample is seen once per epoch whatever the data set's size, so the
 # instance-balanced joint classifier needs more epochs and a larger step per
@@ -107,26 +108,17 @@ class SoftmaxRegression(BaseTrainedClassifier):
     def _implied_prior(self):
         """The training prior as the sampler, class weights and logit offset see it.
 
-        Class j is drawn in proportion to n_j^q (q = 1 instance-balanced, 0
-        class-balanced, 1/2 square-root; the progressive sampler ends at 0),
-        its loss is weighted by ``class_weight``, and a logit offset
-        ``tau log(n_j / N)`` in the loss (Balanced Softmax) divides the prior
-        the logits learn by n_j^tau. Sample weights are not counted.
+        Class j is drawn in proportion to n_j^q (``final_power``), its loss
+        is weighted by ``class_weight``, and a logit offset ``tau log(n_j /
+        N)`` in the loss (Balanced Softmax) divides the prior the logits learn
+        by n_j^tau. Sample weights are not counted.
         """
-        sampling = self._sampling()
-        power = {"instance": 1.0, "class": 0.0, "sqrt": 0.5, "progressive": 0.0}
-        q = power[sampling] if isinstance(sampling, str) else float(sampling)
         counts = np.maximum(self.class_counts_.astype(np.float64), 0.5)
-        prior = counts**q
+        prior = counts ** final_power(self._sampling())
         offset = self._logit_offset()
         if offset is not None:
             prior = prior * np.exp(-(offset - offset.max()))
-        weights = class_weight_vector(
-            getattr(self, "class_weight", None),
-            self.classes_,
-            self.class_counts_,
-            getattr(self, "beta", DEFAULT_BETA),
-        )
+        weights = estimator_class_weights(self)
         if weights is not None:
             prior = prior * weights
         return prior / prior.sum()

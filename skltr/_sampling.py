@@ -38,6 +38,19 @@ def check_sampling(sampling):
     return sampling
 
 
+def final_power(sampling):
+    """The power q of p_j proportional to n_j^q that ``sampling`` trains at last.
+
+    1 instance-balanced, 0 class-balanced, 1/2 square-root, 0 for the
+    progressive sampler, which ends class-balanced; a float is q itself.
+    The class prior a classifier trained this way learns is proportional to
+    n_j^q.
+    """
+    check_sampling(sampling)
+    powers = {"instance": 1.0, "class": 0.0, "sqrt": 0.5, "progressive": 0.0}
+    return powers[sampling] if isinstance(sampling, str) else float(sampling)
+
+
 def make_sampler(sampling, y, n_classes, *, epochs, rng):
     """The sampler named by ``sampling`` over the encoded labels ``y``.
 

@@ -155,6 +155,21 @@ def within_class_mean_one(weights, y, n_classes):
     return weights / class_mean[y]
 
 
+def estimator_class_weights(estimator):
+    """Each class's weight from a fitted-so-far estimator's ``class_weight``.
+
+    In the order of its ``classes_``, from its ``class_counts_`` (and
+    ``beta``); None when every class weighs the same. An estimator without
+    ``class_weight`` (LDAM defers its own) weighs its classes alike.
+    """
+    return class_weight_vector(
+        getattr(estimator, "class_weight", None),
+        estimator.classes_,
+        estimator.class_counts_,
+        getattr(estimator, "beta", DEFAULT_BETA),
+    )
+
+
 def training_weights(estimator, X, y, sample_weight):
     """Each training row's weight in the loss, mean 1, or None for uniform weights.
 
@@ -170,14 +185,7 @@ def training_weights(estimator, X, y, sample_weight):
         Encoded labels.
     sample_weight : array-like or torch.Tensor of shape (n_samples,) or None
     """
-    per_class = class_weight_vector(
-        # An estimator without class_weight (LDAM defers its own) weighs
-        # samples only.
-        getattr(estimator, "class_weight", None),
-        estimator.classes_,
-        estimator.class_counts_,
-        getattr(estimator, "beta", DEFAULT_BETA),
-    )
+    per_class = estimator_class_weights(estimator)
     if sample_weight is None and per_class is None:
         return None
     weights = checked_sample_weight(sample_weight, X)
