@@ -55,26 +55,26 @@ def implied_prior(estimator, y):
 def em_prior(proba, source_prior, *, tol, max_iter):
     """The target prior that EM estimates from probabilities under ``source_prior``.
 
-    Returns ``(prior, n_iter)``; warns (ConvergenceWarning) when ``max_iter``
-    iterations did not bring the L1 change under ``tol``.
+    Warns (ConvergenceWarning) when ``max_iter`` iterations did not bring
+    the L1 change under ``tol``.
     """
     ratio = proba / source_prior
     prior = source_prior.copy()
-    for n_iter in range(1, max_iter + 1):
+    for _ in range(max_iter):
         responsibilities = ratio * prior
         responsibilities /= responsibilities.sum(axis=1, keepdims=True)
         updated = responsibilities.mean(axis=0)
         change = np.abs(updated - prior).sum()
         prior = updated
         if change < tol:
-            return prior, n_iter
+            return prior
     warn(
         f"EM did not converge in em_max_iter={max_iter} iterations (the last "
         f"change of the prior was {change:.2g} > em_tol={tol:g}); increase "
         "em_max_iter or em_tol.",
         ConvergenceWarning,
     )
-    return prior, max_iter
+    return prior
 
 
 class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -253,13 +253,12 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         prior : ndarray of shape (n_classes,)
             In the order of ``classes_``; sums to 1.
         """
-        prior, _ = em_prior(
-            self._estimator_proba(X),
-            self.source_prior_,
-            tol=self.em_tol,
-            max_iter=self.em_max_iter,
+        return self._em_prior(self._estimator_proba(X))
+
+    def _em_prior(self, proba):
+        return em_prior(
+            proba, self.source_prior_, tol=self.em_tol, max_iter=self.em_max_iter
         )
-        return prior
 
     def decision_function(self, X):
         """Log-probabilities under the target prior, up to a constant per row.
@@ -286,9 +285,7 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         proba = self._estimator_proba(X)
         target = self.target_prior_
         if target is None:
-            target, _ = em_prior(
-                proba, self.source_prior_, tol=self.em_tol, max_iter=self.em_max_iter
-            )
+            target = self._em_prior(proba)
         # In logs, so that a class of target prior 0 gets probability 0 and
         # no row can sum to 0 (some class has a positive target prior).
         with np.errstate(divide="ignore"):
