@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import check_array, check_consistent_length, column_or_1d
 
 from ._scorer import final_estimator, training_counts
-from ._shot import SPLITS, split_masks
+from ._shot import SPLITS, label_positions, split_masks
 
 
 def _checked(y_true, y_prob, labels):
@@ -190,18 +190,11 @@ def shot_calibration_error(
             f"class_counts has {len(counts)} entries for {len(labels)} labels."
         )
     correct, confidence = _correct_and_confidence(y_true, y_prob, labels)
-    class_index = np.searchsorted(labels, y_true) if _sorted(labels) else None
-    if class_index is None:
-        position = {label: i for i, label in enumerate(labels)}
-        class_index = np.array([position[label] for label in y_true])
+    class_index = label_positions(labels, y_true)
     return {
         split: _ece(correct[mask[class_index]], confidence[mask[class_index]], n_bins)
         for split, mask in split_masks(counts, many=many, few=few).items()
     }
-
-
-def _sorted(labels):
-    return bool(np.all(labels[:-1] < labels[1:]))
 
 
 class _CalibrationScorer:
@@ -222,9 +215,14 @@ class _CalibrationScorer:
                 y_true, y_prob, n_bins=self.n_bins, labels=classes
             )
         labels, counts = training_counts(estimator, self.class_counts, self.labels)
-        if not np.array_equal(labels, classes):
-            order = {label: i for i, label in enumerate(labels)}
-            counts = np.asarray(counts)[[order[c] for c in classes]]
+        missing = np.setdiff1d(classes, labels)
+        if missing.size:
+            raise ValueError(
+                f"class_counts gives no count for the classes {missing[:10]} "
+                "of the estimator."
+            )
+        # The counts in the order of predict_proba's columns.
+        counts = np.asarray(counts)[label_positions(labels, classes)]
         scores = shot_calibration_error(
             y_true,
             y_prob,

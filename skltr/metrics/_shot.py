@@ -81,14 +81,22 @@ def class_count_table(y_true, class_counts, labels):
     return labels, counts
 
 
+def label_positions(labels, values):
+    """The index in ``labels`` (in any order) of each of ``values``.
+
+    Every value must be one of ``labels``.
+    """
+    sorter = np.argsort(labels)
+    return sorter[np.searchsorted(labels, values, sorter=sorter)]
+
+
 def per_class_accuracy(y_true, y_pred, labels):
     """Accuracy (recall) of each label and its test support.
 
     The accuracy is NaN for a label without test samples. Every label of
     ``y_true`` must be in ``labels``.
     """
-    sorter = np.argsort(labels)
-    true_index = sorter[np.searchsorted(labels, y_true, sorter=sorter)]
+    true_index = label_positions(labels, y_true)
     support = np.bincount(true_index, minlength=len(labels))
     hits = np.bincount(true_index, weights=y_true == y_pred, minlength=len(labels))
     with np.errstate(invalid="ignore", divide="ignore"):
