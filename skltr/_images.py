@@ -268,14 +268,18 @@ def read_image(path, index):
     A photograph whose EXIF orientation says it was taken sideways is turned
     the way it is displayed; an animated image gives its first frame.
     """
+    return open_image(path, index, os.fspath(path))
+
+
+def open_image(source, index, where):
+    """:func:`read_image` of a path or a file object; ``index`` and ``where``
+    (the file, or the archive holding it) name it on failure."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.load()
             return as_rgb(ImageOps.exif_transpose(image), index)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(
-            f"Cannot read image {index} ({os.fspath(path)!r}): {exc}"
-        ) from exc
+        raise ValueError(f"Cannot read image {index} ({where!r}): {exc}") from exc
 
 
 #: PIL's modes of 16-bit integer pixels ("I" is how PIL opens 16-bit PNGs).

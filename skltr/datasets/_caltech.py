@@ -16,10 +16,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from PIL import Image
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 
+from .._images import open_image
 from ._cifar import IMAGE_SUFFIXES
 
 ROOT = "101_ObjectCategories"
@@ -59,19 +59,12 @@ class ArchiveImages(torch.utils.data.Dataset):
         if self._zip is None:
             self._zip = zipfile.ZipFile(self.archive)
         name = self.names[index]
-        return _decode(self._zip.read(name), f"{self.archive}:{name}")
+        # As FeatureExtractor reads an image file, so that a photograph is the
+        # same from the archive as from a folder.
+        return open_image(io.BytesIO(self._zip.read(name)), name, str(self.archive))
 
     def __getstate__(self):
         return {"archive": self.archive, "names": self.names, "_zip": None}
-
-
-def _decode(data, where):
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            # Grayscale and CMYK photographs become RGB like the rest.
-            return image.convert("RGB")
-    except Exception as error:
-        raise ValueError(f"Cannot decode the image {where}: {error}") from error
 
 
 def _class_images(names, where):
