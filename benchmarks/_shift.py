@@ -50,10 +50,6 @@ def shifted_test_sets(y_test, class_counts, *, ratio=50, seed=0):
     return sets
 
 
-def _take(X, rows):
-    return X[rows] if hasattr(X, "shape") else [X[i] for i in rows]
-
-
 def prior_shift_rows(fitted, train, test, *, many, few, ratio=50, seed=0):
     """Per classifier: accuracy under each prior and adjustment, and ECE per split."""
     counts = np.bincount(train.y)
@@ -64,7 +60,8 @@ def prior_shift_rows(fitted, train, test, *, many, few, ratio=50, seed=0):
             continue
         row = {}
         for prior_name, (indices, prior) in sets.items():
-            X, y = _take(test.X, indices), test.y[indices]
+            # Features: run.py extracts them before any classifier is fit.
+            X, y = test.X[indices], test.y[indices]
             for adjustment in ADJUSTMENTS:
                 if adjustment == "plain":
                     predicted = estimator.predict(X)
