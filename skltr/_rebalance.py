@@ -143,7 +143,11 @@ class BaseRebalancer(BaseTrainedClassifier):
     }
 
     @fill_doc(indent=8)
-    @_fit_context(prefer_skip_nested_validation=True)
+    @_fit_context(
+        # The joint estimator is fit inside, by its own fit: its parameters
+        # are validated there.
+        prefer_skip_nested_validation=False
+    )
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Fit the joint classifier and re-balance it.
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from _estimators import REBALANCERS
 from sklearn.base import clone
 
 from skltr import (
@@ -133,6 +134,16 @@ def test_unknown_options(data, clf, params, message):
     X, y = data
     with pytest.raises(ValueError, match=message):
         clone(clf).set_params(**params).fit(X, y)
+
+
+@pytest.mark.parametrize("rebalancer", REBALANCERS, ids=lambda cls: cls.__name__)
+def test_an_invalid_joint_estimator_is_refused_before_it_is_fit(data, rebalancer):
+    # The joint classifier is fit inside the re-balancer's fit; its own
+    # parameters must be validated there, not skipped as nested.
+    X, y = data
+    clf = rebalancer(joint=JointClassifier(lr=-1.0, device="cpu"), device="cpu")
+    with pytest.raises(ValueError, match="'lr' parameter of JointClassifier"):
+        clf.fit(X, y)
 
 
 def test_predict_before_fit():
