@@ -175,6 +175,12 @@ class GatedAlignmentSGD(ClosedFormSGD):
     epochs=_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=_LR,
+    lr_scaling=(
+        "Each step is divided by the mean square of what its parameter "
+        "multiplies: the step on the scales by the mean squared joint logit, "
+        "the step on the gate's weights by the mean squared norm of the "
+        "standardised features; the biases take ``lr`` itself."
+    ),
     weight_decay=DEFAULT_WEIGHT_DECAY,
 )
 class DisAlignClassifier(BaseRebalancer):

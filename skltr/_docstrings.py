@@ -27,11 +27,9 @@ batch_size : int, default=%(batch_size)s
     Samples per SGD step. On small training sets the batch shrinks to
     ``ceil(n_samples / 16)`` so that an epoch still has 16 steps.
 
-lr : float, default=%(lr)s
-    Initial learning rate, decayed to 0 along a cosine schedule. It is
-    relative to the curvature of the loss: the step on the weights is divided
-    by the largest eigenvalue of E[x x^T] over the training features (see
-    Notes), so one value suits backbones of any feature scale and dimension.
+lr : %(lr_type)s, default=%(lr)s
+    Initial learning rate, decayed to 0 along a cosine schedule.
+    %(lr_scaling)s
 
 momentum : float, default=0.9
     SGD momentum.
@@ -240,13 +238,31 @@ does not depend on the step.
 }
 
 
+#: What ``lr`` is relative to, for the classifiers that train the weights of
+#: a linear layer on the features; a classifier whose steps scale otherwise
+#: gives its own ``lr_scaling`` to :func:`fill_doc`.
+CURVATURE_LR_SCALING = (
+    "It is relative to the curvature of the loss: the step on the weights is "
+    "divided by the largest eigenvalue of E[x x^T] over the training features "
+    "(see Notes), so one value suits backbones of any feature scale and "
+    "dimension."
+)
+
+
 def fill_doc(*, indent=4, **values):
     """Decorator filling ``%(fragment)s`` names in a class or function docstring.
 
     Keyword arguments fill the defaults that a fragment itself names
     (``%(epochs)s`` in ``training_parameters``, say). ``indent`` is the
     indentation of the docstring's sections: 4 for a class, 8 for a method.
+    ``lr_scaling``, the sentences that say what ``lr`` is relative to, is
+    :data:`CURVATURE_LR_SCALING` unless given (it is re-wrapped to fit), and
+    ``lr_type`` is ``float`` unless given.
     """
+    lr_scaling = values.get("lr_scaling", CURVATURE_LR_SCALING)
+    # Its continuation lines sit under the lr entry of the fragment.
+    values["lr_scaling"] = textwrap.fill(lr_scaling, width=70).replace("\n", "\n    ")
+    values.setdefault("lr_type", "float")
 
     def decorate(cls):
         if cls.__doc__ is None:  # python -OO strips docstrings

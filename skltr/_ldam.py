@@ -104,6 +104,11 @@ def ldam_losses(rows, weight, labels, margins, s):
     epochs=DEFAULT_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=_LR,
+    lr_scaling=(
+        "It is relative to the curvature of the loss: the step on the weight "
+        "rows is divided by ``s**2`` times the largest eigenvalue of E[u u^T] "
+        "over the unit-length training rows u (see Notes)."
+    ),
     weight_decay=DEFAULT_WEIGHT_DECAY,
 )
 class LDAMClassifier(BaseTrainedClassifier):

@@ -77,6 +77,17 @@ def retargeted_labels(y, n_classes, smoothing):
     epochs=_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr='"auto"',
+    lr_type='float or "auto"',
+    lr_scaling=(
+        "The step on the weights is divided by the mean squared norm of the "
+        "standardised training features (see Notes), so ``lr`` sets how far "
+        'one epoch moves along the path. ``"auto"`` takes '
+        "``max(1, log10(n_classes)) * batch_size / n_samples``: one epoch then "
+        "moves the same distance along the path whatever the size of the data "
+        "set, so that the per-epoch checks see the peak whether an epoch has "
+        "10 steps or 1,000, and farther with more classes, whose peak lies "
+        "farther out."
+    ),
     weight_decay=0.0,
     patience=_PATIENCE,
 )
@@ -113,11 +124,6 @@ class LORTClassifier(BaseRebalancer):
     %(joint_parameters)s
 
     %(training_parameters)s
-        ``"auto"`` takes ``max(1, log10(n_classes)) * batch_size /
-        n_samples``: one epoch then moves the same distance along the path
-        whatever the size of the data set, so that the per-epoch checks see
-        the peak whether an epoch has 10 steps or 1,000, and farther with
-        more classes, whose peak lies farther out.
 
     %(device_parameters)s
 

@@ -34,6 +34,10 @@ _LR = 0.5
     epochs=_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=_LR,
+    lr_scaling=(
+        "The step on the scales is divided by the mean squared joint logit "
+        "(see Notes), so one value suits logits of any scale."
+    ),
     weight_decay=DEFAULT_WEIGHT_DECAY,
 )
 class LWSClassifier(BaseRebalancer):
@@ -89,9 +93,10 @@ default="class"
     decay 5e-4, cosine schedule; here 20 epochs, which cost little, since the
     scales are trained on precomputed logits rather than through the
     features. The step on f_j is divided by the mean squared joint logit, as
-    the step on feature weights is divided by the mean squared feature norm
+    the step on feature weights is divided by the curvature of the features
     (see :class:`JointClassifier`): f acts on the logits through the joint
-    logits as weights act through the features.
+    logits as weights act through the features. Each scale multiplies one
+    logit, so that logit's second moment bounds the curvature in it.
 
     Examples
     --------

@@ -71,6 +71,10 @@ def correct_by_tau(
     epochs=_LEARN_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=_LEARN_LR,
+    lr_scaling=(
+        "The step on tau is divided by the mean squared norm of the "
+        '"feature" tau acts through (see Notes).'
+    ),
     weight_decay=0.0,
 )
 class TauNormClassifier(BaseRebalancer):
@@ -129,10 +133,10 @@ class TauNormClassifier(BaseRebalancer):
 
     Notes
     -----
-    With ``tau="learn"``, the step on tau is scaled like the step on feature
-    weights (see :class:`JointClassifier`): tau acts on the logits through
-    the "feature" ``-log(||w_j||) * logit_j``, whose mean squared norm divides
-    the learning rate.
+    With ``tau="learn"``, the step on tau is scaled as the step on feature
+    weights is (see :class:`JointClassifier`): tau acts on the logits through
+    the "feature" ``-log(||w_j||) * logit_j``, a single one, whose mean
+    squared norm is the curvature and divides the learning rate.
 
     Examples
     --------
