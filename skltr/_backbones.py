@@ -29,8 +29,19 @@ from torch import nn
 from ._images import ToFloatTensor
 from .models import _cifar_resnet
 
-# Keys under which training scripts nest the state dict in a checkpoint.
-_NESTED_STATE_KEYS = ("state_dict", "model", "state_dict_ema", "model_state_dict")
+# Keys under which training scripts nest the state dict in a checkpoint, the
+# first found taken. The Decoupling release (Kang et al., ICLR 2020) saves
+# {"state_dict_best": {"feat_model": ..., "classifier": ...}, ...}: the best
+# epoch's backbone is two levels down, and comes before a "state_dict" of
+# the last epoch that some of its forks save beside it.
+_NESTED_STATE_KEYS = (
+    "state_dict_best",
+    "state_dict",
+    "model",
+    "state_dict_ema",
+    "model_state_dict",
+    "feat_model",
+)
 # Prefixes added by DataParallel / DistributedDataParallel and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -413,8 +424,9 @@ def read_state_dict(path):
 
     PyTorch files are read with ``weights_only=True``: tensors and plain
     containers only, never arbitrary pickled objects. A checkpoint that nests
-    the state dict (``{"state_dict": ...}``, ``{"model": ...}``) is unwrapped,
-    and ``module.`` / ``_orig_mod.`` prefixes are stripped.
+    the state dict (``{"state_dict": ...}``, ``{"model": ...}``, the
+    Decoupling release's ``{"state_dict_best": {"feat_model": ...}}``) is
+    unwrapped, and ``module.`` / ``_orig_mod.`` prefixes are stripped.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -432,11 +444,16 @@ def read_state_dict(path):
                 "arbitrary objects. Save model.state_dict() with torch.save, or "
                 "convert the file to safetensors."
             ) from exc
-    if isinstance(state, dict):
-        for key in _NESTED_STATE_KEYS:
-            if isinstance(state.get(key), dict):
-                state = state[key]
-                break
+    while isinstance(state, dict) and not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        nested = next(
+            (key for key in _NESTED_STATE_KEYS if isinstance(state.get(key), dict)),
+            None,
+        )
+        if nested is None:
+            break
+        state = state[nested]
     if not isinstance(state, dict) or not all(
         isinstance(v, torch.Tensor) for v in state.values()
     ):

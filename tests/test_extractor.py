@@ -211,6 +211,42 @@ def test_weights_round_trip_through_safetensors_and_state_dicts(tmp_path):
     assert not np.allclose(from_safetensors, random)
 
 
+def test_a_decoupling_release_checkpoint_gives_its_best_backbone(tmp_path):
+    # The Decoupling code's stage-1 checkpoints: the best epoch's backbone
+    # under state_dict_best / feat_model, saved from DataParallel, next to
+    # its classifier and plain numbers.
+    torch.manual_seed(1)
+    best, last = cifar_resnet20(), cifar_resnet20()
+    pixels = random_pixels(5)
+
+    def wrapped(network):
+        return {f"module.{k}": v for k, v in network.state_dict().items()}
+
+    torch.save(
+        {
+            "epoch": 90,
+            "best_epoch": 87,
+            "state_dict_best": {
+                "feat_model": wrapped(best),
+                "classifier": {"module.fc.weight": torch.zeros(10, 64)},
+            },
+            "state_dict": {"feat_model": wrapped(last), "classifier": {}},
+            "best_acc": 0.43,
+            "centroids": None,
+        },
+        tmp_path / "final_model_checkpoint.pth",
+    )
+    save_file(best.state_dict(), tmp_path / "best.safetensors")
+
+    from_release = FeatureExtractor(
+        "cifar_resnet20", weights=tmp_path / "final_model_checkpoint.pth", **CPU
+    ).fit_transform(pixels)
+    from_best = FeatureExtractor(
+        "cifar_resnet20", weights=tmp_path / "best.safetensors", **CPU
+    ).fit_transform(pixels)
+    np.testing.assert_array_equal(from_release, from_best)
+
+
 def test_weights_of_another_architecture_are_refused(tmp_path):
     save_file(torchvision.models.resnet18().state_dict(), tmp_path / "r18.safetensors")
     with pytest.raises(
