@@ -31,8 +31,9 @@ SPLIT_LISTS = {
 DATASETS = ("digits", "cifar10", "cifar100", "caltech101", *SPLIT_LISTS, "features")
 
 # Shot thresholds (Many n > many, Few n < few). The reference 100 / 20 where
-# the papers use them; CIFAR-10-LT's head has 5,000 images, so there the
-# splits of the calibration in issue 5 (Many n >= 1500, Few n < 200).
+# the papers use them; CIFAR-10-LT's classes have 5,000 down to 50 images, so
+# that 100 / 20 would leave Few empty: there Many n >= 1500 and Few n < 200
+# (at ratio 100, 3 Many, 4 Medium and 3 Few classes).
 THRESHOLDS = {
     "cifar10": (1499, 200),
     "cifar100": (100, 20),
