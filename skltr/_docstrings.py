@@ -176,7 +176,7 @@ class_counts_ : ndarray of shape (n_classes,)
 n_features_in_ : int
     Number of features seen during fit.
 
-feature_names_in_ : ndarray of shape (n_features_in_,)
+feature_names_in_ : ndarray of shape (``n_features_in_``,)
     Names of the features seen during fit, when ``X`` has string column
     names (a pandas DataFrame).
 """,

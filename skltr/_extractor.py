@@ -322,7 +322,7 @@ class FeatureExtractor(
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         if self.n_views > 1:
             raise ValueError(
@@ -357,7 +357,7 @@ class FeatureExtractor(
 
         Returns
         -------
-        features : ndarray of shape (n_samples, n_features_out_), float32
+        features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
         check_is_fitted(self)
         return self._extract(self._image_source(X), view=0)
@@ -378,7 +378,7 @@ class FeatureExtractor(
 
         Returns
         -------
-        features : ndarray of shape (n_samples * n_views, n_features_out_)
+        features : ndarray of shape (n_samples * n_views, ``n_features_out_``)
         y_views : ndarray of shape (n_samples * n_views,) or None
         """
         check_is_fitted(self)

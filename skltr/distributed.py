@@ -21,6 +21,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import Dataset, Subset
 
+__all__ = ["extract_sharded", "open_feature_store"]
+
 _FEATURES = "features.npy"
 _MANIFEST = "store.json"
 

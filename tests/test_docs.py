@@ -1,0 +1,37 @@
+"""The documentation site covers the public API."""
+
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+API_PAGE = Path(__file__).resolve().parents[1] / "docs" / "api.rst"
+PUBLIC_MODULES = [
+    "skltr",
+    "skltr.metrics",
+    "skltr.datasets",
+    "skltr.plotting",
+    "skltr.models",
+    "skltr.distributed",
+]
+
+
+def _documented():
+    """The names the API page's autosummary tables list, by module."""
+    documented, module = {}, None
+    for line in API_PAGE.read_text().splitlines():
+        current = re.match(r"\.\. currentmodule:: (\S+)", line)
+        if current:
+            module = current.group(1)
+        elif module and re.match(r"   [A-Za-z_]\w*$", line):
+            documented.setdefault(module, set()).add(line.strip())
+    return documented
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES)
+def test_every_public_name_has_an_api_page(module):
+    public = set(importlib.import_module(module).__all__) - {"__version__"}
+    listed = _documented().get(module, set())
+    assert public - listed == set(), f"add them to docs/api.rst under {module}"
+    assert listed - public == set(), f"not in {module}.__all__"
