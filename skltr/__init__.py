@@ -2,7 +2,7 @@
 
 The classifiers re-balance a linear classifier trained on features from a
 frozen backbone (Kang et al., "Decoupling Representation and Classifier for
-Long-Tailed Recognition", ICLR 2020; Han et al., "Logits Retargeting").
+Long-Tailed Recognition", ICLR 2020; Lu et al., "Logits Retargeting", ICLR 2024).
 """
 
 from ._balanced_softmax import BalancedSoftmaxClassifier

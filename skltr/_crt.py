@@ -70,6 +70,10 @@ default="class"
 
     %(lr_notes)s
 
+    References
+    ----------
+    %(decoupling_reference)s
+
     Examples
     --------
     >>> from sklearn.datasets import make_classification

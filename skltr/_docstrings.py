@@ -224,6 +224,11 @@ labels : array-like of shape (n_classes,), default=None
     The label of each column (a classifier's ``classes_``); None means the
     columns are the labels 0 to n_classes - 1.
 """,
+    "decoupling_reference": """
+.. [1] B. Kang, S. Xie, M. Rohrbach, Z. Yan, A. Gordo, J. Feng and
+   Y. Kalantidis, "Decoupling Representation and Classifier for Long-Tailed
+   Recognition", ICLR 2020.
+""",
     "lr_notes": """
 The learning rate is relative to the curvature of the loss. The step on the
 weights W is ``lr / lambda``, where ``lambda`` is the largest eigenvalue of

@@ -154,7 +154,7 @@ class LORTClassifier(BaseRebalancer):
 
     Notes
     -----
-    Reference (Han et al., LORT): SGD with momentum 0.9, lr 5e-4 with a cosine
+    Reference (Lu et al., ICLR 2024): SGD with momentum 0.9, lr 5e-4 with a cosine
     schedule, 20 epochs, batch 64, no weight decay, reporting the epoch with
     the best test accuracy. Selecting on test data is not a method; this
     class selects on held-out training data instead.
@@ -164,6 +164,12 @@ class LORTClassifier(BaseRebalancer):
     (standardised) training features, the unit ``lr="auto"`` was calibrated
     in. (The other classifiers divide by the largest eigenvalue of E[x x^T],
     which for whitened features is up to d times smaller.)
+
+    References
+    ----------
+    .. [1] H. Lu, S. Sun, Y. Xie, L. Zhang, X. Yang and J. Yan, "Rethinking
+       Classifier Re-Training in Long-Tailed Recognition: A Simple Logits
+       Retargeting Approach", ICLR 2024.
 
     Examples
     --------

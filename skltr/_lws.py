@@ -98,6 +98,10 @@ default="class"
     logits as weights act through the features. Each scale multiplies one
     logit, so that logit's second moment bounds the curvature in it.
 
+    References
+    ----------
+    %(decoupling_reference)s
+
     Examples
     --------
     >>> import numpy as np

@@ -82,6 +82,10 @@ class NCMClassifier(BaseLongTailClassifier):
     sklearn.neighbors.NearestCentroid : Nearest centroid on raw features.
     TauNormClassifier : Balances the classifier by its weight norms instead.
 
+    References
+    ----------
+    %(decoupling_reference)s
+
     Examples
     --------
     >>> import numpy as np

@@ -138,6 +138,10 @@ class TauNormClassifier(BaseRebalancer):
     the "feature" ``-log(||w_j||) * logit_j``, a single one, whose mean
     squared norm is the curvature and divides the learning rate.
 
+    References
+    ----------
+    %(decoupling_reference)s
+
     Examples
     --------
     >>> import numpy as np

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from _estimators import CLASSIFIERS
 
 API_PAGE = Path(__file__).resolve().parents[1] / "docs" / "api.rst"
 PUBLIC_MODULES = [
@@ -35,3 +36,9 @@ def test_every_public_name_has_an_api_page(module):
     listed = _documented().get(module, set())
     assert public - listed == set(), f"add them to docs/api.rst under {module}"
     assert listed - public == set(), f"not in {module}.__all__"
+
+
+@pytest.mark.parametrize("classifier", CLASSIFIERS, ids=lambda cls: cls.__name__)
+def test_every_classifier_cites_its_method(classifier):
+    # The API page is where a user goes from a class to its paper.
+    assert "References\n    ----------\n    .. [1]" in classifier.__doc__
