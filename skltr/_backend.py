@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._warnings import warn
+from .exceptions import FallbackWarning
 
 # Small training sets would get one SGD step per epoch at the usual batch
 # sizes (cRT on 417 digits: 10 steps in all, underfit); batches shrink so that
@@ -911,7 +912,8 @@ class CapturedStep:
         except RuntimeError as exc:  # pragma: no cover - needs a failing CUDA
             warn(
                 f"Capturing the training step as a CUDA graph failed ({exc}); "
-                "training goes on step by step."
+                "training goes on step by step.",
+                FallbackWarning,
             )
             self.failed = True
             return self.step.update(*self.data.gather(indices))

@@ -24,6 +24,7 @@ from ._backend import resolve_device
 from ._feature_cache import FeatureCache
 from ._images import ImageSource, PreprocessedImages, split_at_to_tensor
 from ._warnings import warn
+from .exceptions import FallbackWarning
 
 # Bumped when a change in skltr would change the features of a cached
 # configuration, so old cache entries are not reused.
@@ -599,7 +600,10 @@ def _forward_in_chunks(network, batch, chunk, autocast_dtype):
                 raise
             chunk //= 2
             torch.cuda.empty_cache()
-            warn(f"CUDA ran out of memory; going on with batches of {chunk} images.")
+            warn(
+                f"CUDA ran out of memory; going on with batches of {chunk} images.",
+                FallbackWarning,
+            )
             continue
         outputs.append(output.float().cpu().numpy())
         start += chunk

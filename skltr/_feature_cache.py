@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._warnings import warn
+from .exceptions import FeatureCacheWarning
 
 # Rows held before a shard is written: an interrupted run loses at most this
 # many images' work, and a shard of 2048-d float32 features stays near 32 MB.
@@ -56,7 +57,8 @@ class FeatureCache:
             except Exception as exc:  # a damaged file of any kind
                 warn(
                     f"Skipping unreadable feature cache file {shard} ({exc}); its "
-                    "images are computed again. Delete the file to silence this."
+                    "images are computed again. Delete the file to silence this.",
+                    FeatureCacheWarning,
                 )
                 continue
             for row, position in rows:

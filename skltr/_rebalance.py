@@ -51,6 +51,7 @@ from ._weights import (
     mean_one,
     within_class_mean_one,
 )
+from .exceptions import KnobSelectionWarning
 
 #: Folds of the cross-fitted choice. Two keep the fold fits, each on half
 #: the data, to about one joint fit in all; three and five chose the same
@@ -525,7 +526,8 @@ default=None
                 f"accuracy on the training set, but {len(perfect)} of the "
                 f"{len(scores)} candidates ({describe(perfect)}) classify "
                 "every training sample correctly, so the training set cannot "
-                f"tell them apart; the first was kept. {TRAINING_REMEDY}"
+                f"tell them apart; the first was kept. {TRAINING_REMEDY}",
+                KnobSelectionWarning,
             )
 
     def _warn_if_nothing_to_correct(self, logits, labels, what):
@@ -544,5 +546,6 @@ default=None
                 f"{type(self).__name__} learned its {what} on the training set, "
                 "but the joint classifier classifies every training sample "
                 f"correctly, so there was no error for them to correct. "
-                f"{TRAINING_REMEDY}"
+                f"{TRAINING_REMEDY}",
+                KnobSelectionWarning,
             )

@@ -8,6 +8,8 @@ from pathlib import Path
 import joblib
 import sklearn
 
+from .exceptions import SkltrWarning
+
 # Frames in these packages are skipped: skltr itself, and scikit-learn and
 # joblib, through which GridSearchCV and cross_validate call a fit.
 _INTERNAL = tuple(
@@ -16,7 +18,7 @@ _INTERNAL = tuple(
 )
 
 
-def warn(message, category=UserWarning):
+def warn(message, category=SkltrWarning):
     """``warnings.warn`` attributed to the first caller outside skltr.
 
     How deep inside skltr a warning is raised depends on the path that

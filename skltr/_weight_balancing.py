@@ -33,6 +33,7 @@ from ._sampling import make_sampler
 from ._selection import TRAINING_DATA, count_correct, mean_per_class_accuracy
 from ._warnings import warn
 from ._weights import DEFAULT_BETA, training_weights
+from .exceptions import KnobSelectionWarning
 
 # The reference's stage 2 (Alshammari et al. 2022): 10 epochs, radius a tenth
 # of the way from the smallest stage-1 norm to the largest, weight decay 0.1.
@@ -299,7 +300,8 @@ class WeightBalancedClassifier(BaseRebalancer):
             warn(
                 f"{type(self).__name__} chose its weight decay on the training "
                 "set, which favours the smallest candidate whatever the "
-                f"features. {TRAINING_REMEDY}"
+                f"features. {TRAINING_REMEDY}",
+                KnobSelectionWarning,
             )
         return float(grid[np.argmax(self.weight_decay_scores_)])
 

@@ -31,6 +31,7 @@ from skltr._lort import retargeted_labels
 from skltr._selection import DEFAULT_TAU_GRID
 from skltr._tau_norm import correct_by_tau
 from skltr.datasets import make_long_tailed_features
+from skltr.exceptions import KnobSelectionWarning
 from skltr.metrics import shot_accuracy
 
 CPU = {"device": "cpu", "random_state": 0}
@@ -172,11 +173,13 @@ def test_choosing_on_a_perfectly_fit_training_set_warns(fits_perfectly):
     assert balanced_accuracy_score(y, joint.predict(X)) == 1.0
     match = "every training sample correctly.*held-out data"
     with pytest.warns(
-        UserWarning, match="candidates \\(tau = 0, 0.1, .*" + match
+        KnobSelectionWarning, match="candidates \\(tau = 0, 0.1, .*" + match
     ) as tau:
         clf = TauNormClassifier(joint=joint, **CPU).fit(X, y)
     assert clf.tau_ == 0.0 and clf.tau_scores_[0] == 1.0
-    with pytest.warns(UserWarning, match="candidates \\(epochs 0, 1.*" + match) as lort:
+    with pytest.warns(
+        KnobSelectionWarning, match="candidates \\(epochs 0, 1.*" + match
+    ) as lort:
         lort_clf = LORTClassifier(joint=joint, **CPU).fit(X, y)
     assert lort_clf.best_epoch_ == 0
     # The warnings point at the line that called fit, not into skltr.
@@ -184,7 +187,7 @@ def test_choosing_on_a_perfectly_fit_training_set_warns(fits_perfectly):
     search = GridSearchCV(
         TauNormClassifier(joint=FrozenEstimator(joint), **CPU), {"tau": ["auto"]}, cv=2
     )
-    with pytest.warns(UserWarning, match=match) as in_search:
+    with pytest.warns(KnobSelectionWarning, match=match) as in_search:
         search.fit(X, y)
     assert {record.filename for record in in_search} == {__file__}
     # A tau given, not chosen: nothing to warn about.

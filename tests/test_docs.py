@@ -15,6 +15,7 @@ PUBLIC_MODULES = [
     "skltr.plotting",
     "skltr.models",
     "skltr.distributed",
+    "skltr.exceptions",
 ]
 
 

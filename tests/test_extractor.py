@@ -17,6 +17,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from skltr import FeatureExtractor, TauNormClassifier
+from skltr.exceptions import FeatureCacheWarning
 from skltr.models import cifar_resnet20
 
 CPU = {"device": "cpu", "verbose": 0, "num_workers": 0}
@@ -653,7 +654,9 @@ def test_damaged_cache_file_is_skipped_and_recomputed(tmp_path, counting_net):
         shard.write_bytes(shard.read_bytes()[:100])
 
     CountingNet.images_seen = 0
-    with pytest.warns(UserWarning, match="unreadable feature cache file") as record:
+    with pytest.warns(
+        FeatureCacheWarning, match="unreadable feature cache file"
+    ) as record:
         features = extractor.transform(pixels)
     assert record[0].filename == __file__
     np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)

@@ -19,6 +19,7 @@ from skltr import (
 )
 from skltr._selection import held_out_folds
 from skltr.datasets import make_long_tailed_features
+from skltr.exceptions import KnobSelectionWarning
 
 CPU = {"device": "cpu", "random_state": 0}
 
@@ -124,7 +125,7 @@ def test_weight_decay_is_informed_by_held_out_rows_where_the_joint_overfits(
     overfit_problem,
 ):
     X, _, y, _ = overfit_problem
-    with pytest.warns(UserWarning, match="favours the smallest candidate"):
+    with pytest.warns(KnobSelectionWarning, match="favours the smallest candidate"):
         on_train = WeightBalancedClassifier(cv=None, **CPU).fit(X, y)
     # The fine-tuned layers fit their own training rows the better the less
     # they are regularised: the training set picks the smallest decay.
@@ -307,7 +308,9 @@ def test_a_head_handed_in_without_validation_data_warns_where_training_cannot_ch
 ):
     X, _, y, _ = overfit_problem
     joint = JointClassifier(**CPU).fit(X, y)
-    with pytest.warns(UserWarning, match="training set.*pass validation data") as w:
+    with pytest.warns(
+        KnobSelectionWarning, match="training set.*pass validation data"
+    ) as w:
         clf = estimator(joint=joint, **CPU).fit(X, y)
     assert clf.chosen_on_ == "training data"
     # The warning points at the line that called fit, not into skltr.
