@@ -42,6 +42,8 @@ class BalancedSoftmaxClassifier(SoftmaxRegression):
     away during training rather than subtracted afterwards, as
     :class:`LogitAdjustedClassifier` does.
 
+    Read more in the :ref:`User Guide <loss-family>`.
+
     Parameters
     ----------
     tau : float, default=1.0

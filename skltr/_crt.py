@@ -30,6 +30,8 @@ DEFAULT_LR = 1.0
 class CRTClassifier(SoftmaxRegression):
     """Classifier re-training: a fresh linear layer, class-balanced sampling.
 
+    Read more in the :ref:`User Guide <decoupling-classifiers>`.
+
     Parameters
     ----------
     sampling : {"class", "instance", "sqrt", "progressive"} or float, \

@@ -199,6 +199,8 @@ class DisAlignClassifier(BaseRebalancer):
     training set the joint classifier makes almost no error to align. The
     gate reads the features standardised as the joint classifier reads them.
 
+    Read more in the :ref:`User Guide <loss-family>`.
+
     Parameters
     ----------
     rho : float, default=%(rho)s

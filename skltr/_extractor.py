@@ -47,6 +47,8 @@ class FeatureExtractor(
     classifier. The network is frozen (eval mode, no gradients) and runs batched
     under ``torch.inference_mode``, on the GPU when there is one.
 
+    Read more in the :ref:`User Guide <from-images>`.
+
     Parameters
     ----------
     model : str or torch.nn.Module, default="resnet50"

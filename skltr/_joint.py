@@ -173,6 +173,8 @@ class JointClassifier(SoftmaxRegression):
     counts, which biases it toward the head classes; :class:`TauNormClassifier`,
     :class:`LWSClassifier` and :class:`LORTClassifier` re-balance it.
 
+    Read more in the :ref:`User Guide <decoupling-classifiers>`.
+
     Parameters
     ----------
     standardize : bool, default=True

@@ -125,6 +125,8 @@ class LDAMClassifier(BaseTrainedClassifier):
     class's class-balanced weight (deferred re-weighting). Predictions are
     the cosines times ``s``, without margins.
 
+    Read more in the :ref:`User Guide <loss-family>`.
+
     Parameters
     ----------
     s : float, default=%(s)s

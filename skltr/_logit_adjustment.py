@@ -63,6 +63,8 @@ class LogitAdjustedClassifier(BaseRebalancer):
     the joint classifier with ``intercept_ = joint_intercept_ - tau *
     log(class_counts_ / n)``.
 
+    Read more in the :ref:`User Guide <loss-family>`.
+
     Parameters
     ----------
     tau : float or "auto", default="auto"

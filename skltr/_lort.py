@@ -109,6 +109,8 @@ class LORTClassifier(BaseRebalancer):
     earliest of equals). With validation data, the full joint classifier's
     own path is scored on it. The test set never takes part.
 
+    Read more in the :ref:`User Guide <lort>`.
+
     Parameters
     ----------
     smoothing : float, default=0.98

@@ -53,6 +53,8 @@ class LWSClassifier(BaseRebalancer):
     fits its own training set too well for its training logits to show the
     bias to correct.
 
+    Read more in the :ref:`User Guide <decoupling-classifiers>`.
+
     Parameters
     ----------
     sampling : {"class", "instance", "sqrt", "progressive"} or float, \

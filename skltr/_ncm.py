@@ -35,6 +35,8 @@ class NCMClassifier(BaseLongTailClassifier):
     in it depends on how many samples a class has beyond its mean: a strong
     re-balancing baseline that needs no tuning.
 
+    Read more in the :ref:`User Guide <decoupling-classifiers>`.
+
     Parameters
     ----------
     normalization : {"cl2n", "l2n", "none"}, default="cl2n"

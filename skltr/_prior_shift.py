@@ -88,6 +88,8 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
     test set's: a camera sees the head classes more often, a retrieval set
     may be tail-heavy.
 
+    Read more in the :ref:`User Guide <prior-shift>`.
+
     Parameters
     ----------
     estimator : classifier with ``predict_proba``, default=None

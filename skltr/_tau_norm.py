@@ -86,6 +86,8 @@ class TauNormClassifier(BaseRebalancer):
     weights, tau = 1 gives every class a weight of norm 1. The bias is dropped,
     as in the paper.
 
+    Read more in the :ref:`User Guide <decoupling-classifiers>`.
+
     Parameters
     ----------
     tau : float, "auto" or "learn", default="auto"

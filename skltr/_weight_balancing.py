@@ -87,6 +87,8 @@ class WeightBalancedClassifier(BaseRebalancer):
     weighted loss moves the boundaries toward the head classes. The weight
     decay, the method's knob, is chosen on held-out data by default.
 
+    Read more in the :ref:`User Guide <loss-family>`.
+
     Parameters
     ----------
     weight_decay : "auto" or float, default="auto"

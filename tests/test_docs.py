@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from _estimators import CLASSIFIERS
 
+from skltr import FeatureExtractor
+
 API_PAGE = Path(__file__).resolve().parents[1] / "docs" / "api.rst"
 PUBLIC_MODULES = [
     "skltr",
@@ -43,3 +45,25 @@ def test_every_public_name_has_an_api_page(module):
 def test_every_classifier_cites_its_method(classifier):
     # The API page is where a user goes from a class to its paper.
     assert "References\n    ----------\n    .. [1]" in classifier.__doc__
+
+
+GUIDE = API_PAGE.parent / "guide"
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [*CLASSIFIERS, FeatureExtractor],
+    ids=lambda cls: cls.__name__,
+)
+def test_every_estimator_links_to_its_user_guide_page(estimator):
+    # From the API page to the method's formulas is one click.
+    link = re.search(
+        r"Read more in the :ref:`User Guide <([\w-]+)>`", estimator.__doc__
+    )
+    assert link, "add 'Read more in the :ref:`User Guide <label>`.' to the docstring"
+    labels = {
+        label
+        for page in GUIDE.glob("*.md")
+        for label in re.findall(r"^\(([\w-]+)\)=$", page.read_text(), re.MULTILINE)
+    }
+    assert link.group(1) in labels
