@@ -18,6 +18,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "numpydoc",
     "myst_parser",
+    "sphinx_gallery.gen_gallery",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -25,7 +26,7 @@ root_doc = "index"
 templates_path = ["_templates"]
 # The runs' output folders hold the tables and figures of results.md, which
 # links to them as files; they are not pages of the site.
-exclude_patterns = ["_build", "results/*/*"]
+exclude_patterns = ["_build", "results/*/*", "examples"]
 
 autosummary_generate = True
 autodoc_default_options = {"members": False}
@@ -34,6 +35,16 @@ numpydoc_class_members_toctree = False
 # Every See Also entry must resolve, every section must parse.
 numpydoc_validation_checks = set()
 nitpicky = False
+
+# The gallery: every example runs at each build, on the CPU, in seconds.
+sphinx_gallery_conf = {
+    "examples_dirs": "examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": "/plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "abort_on_example_error": True,
+}
 
 myst_heading_anchors = 3
 myst_enable_extensions = ["dollarmath"]
