@@ -35,7 +35,7 @@ class NCMClassifier(BaseLongTailClassifier):
     in it depends on how many samples a class has beyond its mean: a strong
     re-balancing baseline that needs no tuning.
 
-    Read more in the :ref:`User Guide <decoupling-classifiers>`.
+    Read more in the :ref:`User Guide <ncm>`.
 
     Parameters
     ----------
