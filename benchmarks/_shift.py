@@ -1,7 +1,7 @@
 """The test-agnostic protocol: test sets re-sampled to other class priors.
 
-SADE's protocol (Zhang et al., NeurIPS 2022; METHODS.md, "Test-time prior
-shift and calibration"): the balanced test set is cut, without replacement,
+SADE's protocol (Zhang et al., NeurIPS 2022; user guide:
+docs/guide/prior_shift.md): the balanced test set is cut, without replacement,
 to a forward long-tailed prior (the training set's order of classes,
 imbalance ``ratio``), kept uniform, or cut to a backward long-tailed prior
 (the order reversed). Each fitted classifier is scored by plain accuracy

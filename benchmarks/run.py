@@ -1,7 +1,7 @@
 """The main job: data set -> backbone -> features -> every classifier -> table.
 
 Each row is one classifier trained on frozen features; the columns are the
-Many / Medium / Few / All balanced test accuracies of METHODS.md's protocol
+Many / Medium / Few / All balanced test accuracies of the papers' protocol
 (shot thresholds scaled to the data set and stated in the output) and the
 fit time. The Markdown table is printed and written, with a JSON of every
 number and the Decoupling paper's figures, to the output folder.

@@ -1,4 +1,4 @@
-"""Balanced Softmax (METHODS.md, "The class re-balancing family").
+"""Balanced Softmax (user guide: docs/guide/loss_family.md).
 
 Train the linear head with cross-entropy on z + tau log pi, where z = W x + b
 are its logits and pi_j = n_j / N is the training prior, and predict with z

@@ -1,4 +1,4 @@
-"""cRT: classifier re-training (METHODS.md, "cRT").
+"""cRT: classifier re-training (user guide: docs/guide/decoupling.md).
 
 Re-initialise a linear layer (with bias) and train it with class-balanced
 sampling and cross-entropy, the representation frozen. On frozen features the

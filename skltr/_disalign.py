@@ -1,4 +1,4 @@
-"""DisAlign: distribution alignment (METHODS.md, "The class re-balancing family").
+"""DisAlign: distribution alignment (user guide: docs/guide/loss_family.md).
 
 Keep the joint (stage-1) head frozen, with logits z, and learn a per-class
 scale alpha (initialised to 1) and bias beta (initialised to 0) and a

@@ -1,4 +1,4 @@
-"""Joint: the plain baseline (METHODS.md, "Joint").
+"""Joint: the plain baseline (user guide: docs/guide/decoupling.md).
 
 A linear classifier (W, b) trained on the features with instance-balanced
 sampling and cross-entropy. It stands in for the stage-1 classifier, and it is

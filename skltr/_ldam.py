@@ -1,4 +1,4 @@
-"""LDAM-DRW (METHODS.md, "The class re-balancing family").
+"""LDAM-DRW (user guide: docs/guide/loss_family.md).
 
 A cosine head: the features and each class's weight row are L2-normalised,
 and the logits are s cos(theta_j). The loss is the cross-entropy with the

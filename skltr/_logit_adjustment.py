@@ -1,4 +1,4 @@
-"""Post-hoc logit adjustment (METHODS.md, "The class re-balancing family").
+"""Post-hoc logit adjustment (user guide: docs/guide/loss_family.md).
 
 Predict argmax_j z_j - tau log pi_j on the joint classifier's logits z, where
 pi_j = n_j / N is the training prior; predict_proba = softmax(z - tau log pi).

@@ -1,4 +1,4 @@
-"""LORT: logits retargeting (METHODS.md, "LORT").
+"""LORT: logits retargeting (user guide: docs/guide/lort.md).
 
 Fine-tune the stage-1 (joint) classifier, starting from its weights, with
 cross-entropy against soft targets: the true class 1 - delta + delta/C, every
@@ -9,7 +9,7 @@ The optimum of that loss is MORE head-biased than plain cross-entropy; the
 balancing is a property of the path from the joint classifier, along which
 balanced accuracy rises, then overshoots toward the tail. So the training
 budget is a re-balancing knob, chosen on held-out data like tau
-(METHODS.md, "Choosing a re-balancing knob on held-out data"): each
+(user guide: docs/guide/knobs.md): each
 cross-fitted fold walks the path from its own joint classifier, the folds'
 held-out scores are pooled epoch by epoch, and the full joint classifier
 walks to the best epoch.

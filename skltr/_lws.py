@@ -1,4 +1,4 @@
-"""LWS: learnable weight scaling (METHODS.md, "LWS").
+"""LWS: learnable weight scaling (user guide: docs/guide/decoupling.md).
 
 Keep the joint classifier (W, b) frozen and learn one scale per class:
 logits = f * (W z + b), f in R^C initialised to 1 (the bias is scaled too),

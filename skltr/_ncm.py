@@ -1,4 +1,4 @@
-"""NCM: nearest class mean (METHODS.md, "NCM").
+"""NCM: nearest class mean (user guide: docs/guide/ncm.md).
 
 Reference default ("cl2n" features, "l2" distance):
 1. mu = mean of all training features.

@@ -1,4 +1,4 @@
-"""Test-time class-prior shift (METHODS.md, "Test-time prior shift and calibration").
+"""Test-time class-prior shift (user guide: docs/guide/prior_shift.md).
 
 A classifier's probabilities p(j | x) assume a class prior p: the training
 prior for a classifier trained on the training distribution, a uniform one

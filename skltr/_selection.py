@@ -1,4 +1,4 @@
-"""Choosing a re-balancing knob on held-out data (METHODS.md, same section).
+"""Choosing a re-balancing knob on held-out data (user guide: docs/guide/knobs.md).
 
 tau (tau-norm and logit adjustment), LWS's scales and LORT's stopping point
 are re-balancing knobs. On frozen features with more dimensions than the tail

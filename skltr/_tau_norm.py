@@ -1,11 +1,11 @@
-"""tau-normalised classifier (METHODS.md, "tau-normalised classifier").
+"""tau-normalised classifier (user guide: docs/guide/decoupling.md).
 
 Take the joint classifier's W and rescale each row:
 w~_j = w_j / ||w_j||^tau, logits = W~ z (bias dropped).
 tau = 0 is the joint classifier without its bias, tau = 1 plain L2
 normalisation. tau is chosen on held-out predictions by the mean of
-per-class accuracies (METHODS.md, "Choosing a re-balancing knob on held-out
-data"), or learned with class-balanced sampling, everything else frozen.
+per-class accuracies (user guide: docs/guide/knobs.md), or learned with
+class-balanced sampling, everything else frozen.
 """
 
 from numbers import Real

@@ -1,4 +1,4 @@
-"""Weight balancing, stage 2 (METHODS.md, "The class re-balancing family").
+"""Weight balancing, stage 2 (user guide: docs/guide/loss_family.md).
 
 Fine-tune the joint (stage-1) classifier, starting from its weights, with the
 class-balanced loss, a strong weight decay and MaxNorm: after each epoch,
@@ -13,7 +13,7 @@ class-balanced loss moves the boundaries toward the head.
 
 The weight decay is the method's knob (the reference tunes it): how far the
 fine-tuning may shrink the rows. It is chosen on held-out data like tau
-(METHODS.md, "Choosing a re-balancing knob on held-out data"): each
+(user guide: docs/guide/knobs.md): each
 cross-fitted fold's joint classifier is fine-tuned with every candidate on
 its training part and scored on its held-out part.
 """

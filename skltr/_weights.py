@@ -1,4 +1,4 @@
-"""Class and sample weights in the loss (METHODS.md, "The class re-balancing family").
+"""Class and sample weights in the loss (user guide: docs/guide/loss_family.md).
 
 Loss re-weighting multiplies the loss of a sample of class j by a class
 weight w_j, and scikit-learn's ``sample_weight`` multiplies each sample's loss

@@ -40,7 +40,7 @@ def test_split_means_are_unweighted_by_test_support():
 
 
 def test_thresholds_are_inclusive_for_medium_only():
-    # n = 100 and n = 20 are Medium, 101 Many, 19 Few (METHODS.md).
+    # n = 100 and n = 20 are Medium, 101 Many, 19 Few (the papers' protocol).
     scores = shot_accuracy([0, 1, 2, 3], [0, 1, 9, 9], class_counts=[101, 100, 20, 19])
     assert scores == {"many": 1.0, "medium": 0.5, "few": 0.0, "all": 0.5}
 

@@ -1,4 +1,4 @@
-"""CIFAR-10-LT and CIFAR-100-LT from a user's copy of CIFAR (METHODS.md).
+"""CIFAR-10-LT and CIFAR-100-LT from a user's copy of CIFAR.
 
 Three forms of CIFAR are read, found from ``path``:
 

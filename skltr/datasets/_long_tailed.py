@@ -1,4 +1,4 @@
-"""Long-tailed subsets of balanced labelled sets (METHODS.md)."""
+"""Long-tailed subsets of balanced labelled sets."""
 
 from numbers import Integral, Real
 

@@ -1,6 +1,6 @@
 """Expected calibration error, over all classes and per shot split.
 
-METHODS.md, "Test-time prior shift and calibration": the top predicted
+User guide, docs/guide/prior_shift.md: the top predicted
 probability of each sample falls in one of ``n_bins`` equal-width bins of
 [0, 1]; ECE = sum_b (|B_b| / n) |acc(B_b) - conf(B_b)|, with acc the
 fraction of the bin's samples predicted right and conf their mean top

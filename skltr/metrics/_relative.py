@@ -1,4 +1,4 @@
-"""Relative accuracy (the deep long-tailed learning survey, METHODS.md)."""
+"""Relative accuracy (Zhang et al., "Deep Long-Tailed Learning: A Survey", TPAMI)."""
 
 from numbers import Real
 

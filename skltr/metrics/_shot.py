@@ -1,4 +1,4 @@
-"""Accuracy per shot split (METHODS.md, "Evaluation protocol").
+"""Accuracy per shot split (user guide: docs/guide/decoupled.md, evaluation protocol).
 
 Classes are split by their number of TRAINING samples: Many n_j > many,
 Medium few <= n_j <= many, Few n_j < few. A split's accuracy is the
