@@ -8,6 +8,8 @@ from numbers import Integral
 import joblib
 import numpy as np
 import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -177,10 +179,14 @@ class FeatureExtractor(
 
     Notes
     -----
-    Pickling a fitted extractor does not pickle the network of a named model:
-    it is rebuilt from ``model``, ``pretrained`` and ``weights`` on first use,
-    so a pickle is a few kilobytes and loads on a machine without a GPU. A
-    module given as ``model`` is a parameter, and is pickled with it.
+    Pickling a fitted extractor does not pickle the network of a named model
+    whose weights can be found again: it is rebuilt from ``model``,
+    ``pretrained`` and ``weights`` on first use, so a pickle is a few
+    kilobytes and loads on a machine without a GPU. A named model with random
+    weights (``pretrained=False`` and no ``weights``) would be drawn anew at
+    every build, so its pickle carries the weights (as safetensors bytes; the
+    size of the network) and gives the same features. A module given as
+    ``model`` is a parameter, and is pickled with it.
 
     In a scikit-learn ``Pipeline`` a step cannot change the number of rows, so
     augmented views do not fit there: call :meth:`fit_transform_views` for the
@@ -410,8 +416,28 @@ class FeatureExtractor(
     def __getstate__(self):
         # A copy: on Python 3.11+ object.__getstate__ returns __dict__ itself.
         state = dict(super().__getstate__())
-        state.pop("_network", None)
+        network = state.pop("_network", None)
+        if network is not None and not self._weights_rebuildable():
+            # Random weights are drawn anew at every build: the pickle carries
+            # them, as safetensors bytes (never a pickled tensor).
+            state["_network_weights"] = save_safetensors(
+                {
+                    name: tensor.detach().cpu().contiguous()
+                    for name, tensor in network.state_dict().items()
+                }
+            )
         return state
+
+    def _weights_rebuildable(self):
+        """Whether a build from the parameters gives the fitted weights again.
+
+        A named model's pretrained weights and a weights file do; a named
+        model's random initialisation (``pretrained=False``, no ``weights``)
+        does not. A module given as ``model`` is pickled with the parameters.
+        """
+        return not isinstance(self.model, str) or (
+            self.pretrained or self.weights is not None
+        )
 
     def _loaded_network(self):
         """The network, rebuilt on first use after unpickling."""
@@ -419,6 +445,9 @@ class FeatureExtractor(
         if network is not None:
             return network
         backbone, network = self._build()
+        carried = getattr(self, "_network_weights", None)
+        if carried is not None:
+            network.load_state_dict(load_safetensors(carried))
         if _state_digest(network) != self.weights_digest_:
             raise ValueError(
                 f"The weights of {self.backbone_name_} ({backbone.weights}) differ "
