@@ -41,6 +41,7 @@ from ._backend import (
 )
 from ._docstrings import fill_doc
 from ._sampling import make_sampler
+from .distributed import FeatureStore
 
 # float16 and float64 features are kept as they are (float16 stays float16
 # until a batch reaches the device); anything else becomes float32.
@@ -63,6 +64,9 @@ def validate_features(estimator, X, y="no_validation", *, reset):
     """
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
+    if isinstance(X, FeatureStore):
+        # Its memory map, so that the features are streamed, never loaded.
+        X = X.array
     if not isinstance(X, torch.Tensor):
         return validate_data(estimator, X, y, reset=reset, dtype=FEATURE_DTYPES)
     X = _check_feature_tensor(X, type(estimator).__name__)

@@ -21,7 +21,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 from torch.utils.data import Dataset, Subset
 
-__all__ = ["extract_sharded", "open_feature_store"]
+__all__ = ["FeatureStore", "extract_sharded", "open_feature_store"]
 
 _FEATURES = "features.npy"
 _MANIFEST = "store.json"
@@ -117,8 +117,65 @@ def extract_sharded(extractor, X, path):
     return path
 
 
+class FeatureStore:
+    """The features of a store: a read-only memory-mapped array, by reference.
+
+    What :func:`open_feature_store` returns. It indexes like the array
+    (``store[rows]`` reads those rows from the file) and every skltr
+    classifier fits on it directly, reading it a chunk at a time. Pickled,
+    it is its path: a process that unpickles it (a joblib, Dask or Ray
+    worker) maps the same file instead of receiving a copy of the features,
+    so the store must sit on a file system every worker sees. A plain
+    ``numpy.memmap`` pickles as a copy of its data, and Dask's joblib
+    backend sends such an array to every worker.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The store's folder.
+    array : numpy.memmap of shape (n_rows, n_features), float32
+        The features, mapped read-only.
+    shape, dtype, ndim
+        Those of ``array``.
+    """
+
+    def __init__(self, path, array):
+        self.path = Path(path)
+        self.array = array
+
+    @property
+    def shape(self):
+        return self.array.shape
+
+    @property
+    def dtype(self):
+        return self.array.dtype
+
+    @property
+    def ndim(self):
+        return self.array.ndim
+
+    def __len__(self):
+        return len(self.array)
+
+    def __getitem__(self, key):
+        return self.array[key]
+
+    def __array__(self, dtype=None, copy=None):
+        if copy:
+            return np.array(self.array, dtype=dtype)
+        # A view of the mapped file: its pages are read as they are used.
+        return np.asarray(self.array, dtype=dtype)
+
+    def __reduce__(self):
+        return open_feature_store, (str(self.path),)
+
+    def __repr__(self):
+        return f"FeatureStore({str(self.path)!r}, shape={self.shape})"
+
+
 def open_feature_store(path):
-    """The features of a store, as one read-only memory-mapped array.
+    """The features of a store, mapped read-only; pickled by reference.
 
     Parameters
     ----------
@@ -127,22 +184,42 @@ def open_feature_store(path):
 
     Returns
     -------
-    features : numpy.memmap of shape (n_rows, n_features), float32
+    features : FeatureStore of shape (n_rows, n_features), float32
         Rows in the order of the extracted input; fit any classifier on it
-        directly (it is read a chunk at a time).
+        directly (it is read a chunk at a time), or search over it with
+        ``GridSearchCV`` on a joblib, Dask or Ray backend (the workers map
+        the file; each still holds the rows of its own fold in memory).
+        ``features.array`` is the ``numpy.memmap``.
 
     Raises
     ------
     FileNotFoundError
         No store there, or one whose processes did not all finish (no
-        manifest yet): re-run the extraction.
+        manifest yet): re-run the extraction. On a worker of a cluster, the
+        store's folder must be visible at the same path.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from skltr import FeatureExtractor
+    >>> from skltr.distributed import extract_sharded, open_feature_store
+    >>> images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3),
+    ...                                            dtype=np.uint8)
+    >>> extractor = FeatureExtractor("cifar_resnet20", pretrained=False,
+    ...                              device="cpu", verbose=0)
+    >>> folder = extract_sharded(extractor, images, tempfile.mkdtemp())
+    >>> open_feature_store(folder).shape
+    (5, 64)
     """
     path = Path(path)
     manifest = path / _MANIFEST
     if not manifest.is_file():
         raise FileNotFoundError(
             f"{path} holds no complete feature store ({_MANIFEST} is missing): "
-            "the extraction did not finish in every process. Run it again."
+            "the extraction did not finish in every process, or this machine "
+            "does not see the folder (on a cluster, put the store on a file "
+            "system every worker mounts at the same path). Run the extraction "
+            "again if it did not finish."
         )
     expected = json.loads(manifest.read_text())
     features = np.load(path / _FEATURES, mmap_mode="r")
@@ -152,4 +229,4 @@ def open_feature_store(path):
             f"says ({expected['n_rows']}, {expected['n_features']}): the store "
             "was changed after it was written. Run the extraction again."
         )
-    return features
+    return FeatureStore(path, features)

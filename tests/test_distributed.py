@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from skltr import FeatureExtractor, JointClassifier
-from skltr.distributed import extract_sharded, open_feature_store
+from skltr.distributed import FeatureStore, extract_sharded, open_feature_store
 from skltr.models import cifar_resnet20
 
 N_IMAGES = 23  # not a multiple of the process count
@@ -43,7 +43,8 @@ def test_one_process_store_equals_transform(images_and_weights, tmp_path):
     paths, weights = images_and_weights
     store = extract_sharded(_extractor(weights), paths, tmp_path / "store")
     features = open_feature_store(store)
-    assert isinstance(features, np.memmap) and features.shape == (N_IMAGES, 64)
+    assert isinstance(features, FeatureStore) and features.shape == (N_IMAGES, 64)
+    assert isinstance(features.array, np.memmap)
     expected = _extractor(weights).fit(paths).transform(paths)
     np.testing.assert_array_equal(features, expected)
     # Classifiers train on the store as it is.
