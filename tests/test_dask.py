@@ -1,10 +1,9 @@
 """GridSearchCV on a Dask cluster over a feature store, as docs/scaling.md says."""
 
-import json
-
 import joblib
 import numpy as np
 import pytest
+from _feature_store import write_store
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
@@ -16,19 +15,6 @@ distributed = pytest.importorskip(
     "dask.distributed", reason="needs dask[distributed]: pip install skltr[dask]"
 )
 from dask.sizeof import sizeof  # noqa: E402
-
-
-def _write_store(X, folder):
-    """A store as extract_sharded writes it, from features already computed."""
-    folder.mkdir()
-    out = np.lib.format.open_memmap(
-        folder / "features.npy", mode="w+", dtype=np.float32, shape=X.shape
-    )
-    out[:] = X
-    out.flush()
-    manifest = {"n_rows": X.shape[0], "n_features": X.shape[1], "processes": 1}
-    (folder / "store.json").write_text(json.dumps(manifest))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +33,7 @@ def cluster():
 
 def test_grid_search_on_a_dask_cluster_matches_the_local_search(cluster, tmp_path):
     X, _, y, _ = make_long_tailed_features(4000, 64, 20, class_sep=5.0, random_state=0)
-    store = open_feature_store(_write_store(X, tmp_path / "store"))
+    store = open_feature_store(write_store(X, tmp_path / "store"))
     assert isinstance(store, FeatureStore)
     search = GridSearchCV(
         TauNormClassifier(
@@ -84,7 +70,7 @@ def _received(value):
 
 def test_a_store_reaches_a_worker_by_reference_a_memmap_as_a_copy(cluster, tmp_path):
     X = np.random.default_rng(0).normal(size=(2000, 64)).astype(np.float32)
-    store = open_feature_store(_write_store(X, tmp_path / "store"))
+    store = open_feature_store(write_store(X, tmp_path / "store"))
     # joblib's Dask backend scatters (sends to the workers' memory) every
     # argument dask sizes above 1 kB: the plain memmap, not the store.
     assert sizeof(store) < 1e3 <= sizeof(store.array)
