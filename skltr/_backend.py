@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._warnings import warn
+from .distributed import FeatureStore
 from .exceptions import FallbackWarning
 
 # Small training sets would get one SGD step per epoch at the usual batch
@@ -212,7 +213,8 @@ class DeviceFeatures:
         # A tensor is moved whole: it is in memory somewhere already.
         if isinstance(self.X, torch.Tensor):
             return True
-        if isinstance(self.X, np.memmap):
+        if isinstance(self.X, (np.memmap, FeatureStore)):
+            # Mapped files are streamed a batch at a time.
             return False
         if self.device.type != "cuda":
             return True

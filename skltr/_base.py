@@ -65,11 +65,37 @@ def validate_features(estimator, X, y="no_validation", *, reset):
     if isinstance(y, torch.Tensor):
         y = y.detach().cpu().numpy()
     if isinstance(X, FeatureStore):
-        # Its memory map, so that the features are streamed, never loaded.
-        X = X.array
+        if len(X.arrays) == 1:
+            # Its memory map, which scikit-learn's checks keep mapped.
+            X = X.arrays[0]
+        else:
+            return _validate_feature_store(estimator, X, y, reset=reset)
     if not isinstance(X, torch.Tensor):
         return validate_data(estimator, X, y, reset=reset, dtype=FEATURE_DTYPES)
     X = _check_feature_tensor(X, type(estimator).__name__)
+    if isinstance(y, str) and y == "no_validation":
+        return validate_data(estimator, X, reset=reset, skip_check_array=True)
+    validate_data(estimator, X, y, reset=reset, skip_check_array=True)
+    y = check_array(y, ensure_2d=False, dtype=None, input_name="y", estimator=estimator)
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(X, y)
+    return X, y
+
+
+def _validate_feature_store(estimator, X, y, *, reset):
+    """``validate_features`` for a store of several files, read a chunk at a time.
+
+    scikit-learn's checks would read the files into one array; the store is
+    2-D float32 by construction, so only finiteness needs a pass over it.
+    """
+    for rows in iter_row_chunks(*X.shape):
+        if not np.isfinite(X[rows].sum(dtype=np.float64)):
+            raise ValueError(
+                f"Input X contains NaN or infinity (in rows {rows.start} to "
+                f"{rows.stop} of the feature store {X.path}). "
+                f"{type(estimator).__name__} does not accept missing values: "
+                "extract the features again."
+            )
     if isinstance(y, str) and y == "no_validation":
         return validate_data(estimator, X, reset=reset, skip_check_array=True)
     validate_data(estimator, X, y, reset=reset, skip_check_array=True)

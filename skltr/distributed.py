@@ -1,15 +1,17 @@
 """Feature extraction across processes with ``torch.distributed``, into one store.
 
 One process per GPU (``torchrun --nproc_per_node=N``) each extracts a
-contiguous block of the images and writes its rows into one ``.npy`` file at
-their offset; the classifiers then read the whole file as a single
-memory-mapped array (``np.load(path, mmap_mode="r")``, or
-:func:`open_feature_store`, which also checks that every process finished).
-Without an initialised process group the same call runs in one process.
+contiguous block of the images and writes its rows either into one ``.npy``
+file at their offset (``layout="one_file"``) or into a file of its own
+(``layout="per_process"``, for stores larger than one file should be).
+:func:`open_feature_store` checks that every process finished and presents
+the rows as one array, memory-mapped, which the classifiers read a chunk at
+a time. Without an initialised process group the same call runs in one
+process.
 
-The store is a folder: ``features.npy`` (float32, one row per image, in the
-order of the input) and ``store.json``, written last, once every process has
-written its rows.
+The store is a folder: the feature files (float32, one row per image, in the
+order of the input) and ``store.json``, the manifest, written last, once
+every process has written its rows.
 """
 
 import json
@@ -25,6 +27,16 @@ __all__ = ["FeatureStore", "extract_sharded", "open_feature_store"]
 
 _FEATURES = "features.npy"
 _MANIFEST = "store.json"
+_LAYOUTS = ("one_file", "per_process")
+
+
+def _process_file(rank, world):
+    return f"features-{rank:05d}-of-{world:05d}.npy"
+
+
+def _block(rank, world, n_rows):
+    """The rows process ``rank`` of ``world`` extracts."""
+    return rank * n_rows // world, (rank + 1) * n_rows // world
 
 
 def _rank_and_world():
@@ -45,7 +57,7 @@ def _barrier():
         dist.barrier()
 
 
-def extract_sharded(extractor, X, path):
+def extract_sharded(extractor, X, path, *, layout="one_file"):
     """Extract the features of ``X`` into a feature store, this process's share.
 
     Every process of the group calls this with the same ``X`` (paths, or any
@@ -63,6 +75,12 @@ def extract_sharded(extractor, X, path):
     X : sequence of images, length N
     path : str or path-like
         The store's folder; created by process 0.
+    layout : {"one_file", "per_process"}, default="one_file"
+        ``"one_file"``: one ``features.npy`` that every process writes its
+        rows into. ``"per_process"``: each process writes its rows to a file
+        of its own, for stores larger than the file system or the object
+        store likes one file to be; :func:`open_feature_store` presents the
+        files as one array all the same.
 
     Returns
     -------
@@ -87,10 +105,12 @@ def extract_sharded(extractor, X, path):
                                      device=f"cuda:{rank}")
         extract_sharded(extractor, image_paths, "features_store")
     """
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be one of {_LAYOUTS}; got {layout!r}.")
     rank, world = _rank_and_world()
     path = Path(path)
     n_rows = len(X)
-    start, stop = rank * n_rows // world, (rank + 1) * n_rows // world
+    start, stop = _block(rank, world, n_rows)
     try:
         check_is_fitted(extractor)
     except NotFittedError:
@@ -99,79 +119,137 @@ def extract_sharded(extractor, X, path):
     if rank == 0:
         path.mkdir(parents=True, exist_ok=True)
         (path / _MANIFEST).unlink(missing_ok=True)
-        np.lib.format.open_memmap(
-            path / _FEATURES, mode="w+", dtype=np.float32, shape=(n_rows, n_features)
-        ).flush()
+        if layout == "one_file":
+            np.lib.format.open_memmap(
+                path / _FEATURES,
+                mode="w+",
+                dtype=np.float32,
+                shape=(n_rows, n_features),
+            ).flush()
     _barrier()
-    if stop > start:
-        rows = extractor.transform(_rows(X, start, stop))
-        out = np.load(path / _FEATURES, mmap_mode="r+")
-        out[start:stop] = rows
-        out.flush()
-        del out
+    rows = (
+        extractor.transform(_rows(X, start, stop))
+        if stop > start
+        else np.empty((0, n_features), np.float32)
+    )
+    if layout == "one_file":
+        if stop > start:
+            out = np.load(path / _FEATURES, mmap_mode="r+")
+            out[start:stop] = rows
+            out.flush()
+            del out
+    else:
+        # Written under a temporary name and renamed: a file of this name is
+        # always whole.
+        temporary = path / f"{_process_file(rank, world)}.tmp"
+        with open(temporary, "wb") as file:
+            np.save(file, rows.astype(np.float32, copy=False))
+        temporary.replace(path / _process_file(rank, world))
     _barrier()
     if rank == 0:
-        manifest = {"n_rows": n_rows, "n_features": n_features, "processes": world}
+        manifest = {
+            "n_rows": n_rows,
+            "n_features": n_features,
+            "processes": world,
+            "layout": layout,
+        }
+        if layout == "per_process":
+            manifest["files"] = [
+                {
+                    "name": _process_file(r, world),
+                    "n_rows": int(np.diff(_block(r, world, n_rows))[0]),
+                }
+                for r in range(world)
+            ]
         (path / _MANIFEST).write_text(json.dumps(manifest))
     _barrier()
     return path
 
 
 class FeatureStore:
-    """The features of a store: a read-only memory-mapped array, by reference.
+    """The features of a store: read-only memory-mapped rows, passed by reference.
 
-    What :func:`open_feature_store` returns. It indexes like the array
-    (``store[rows]`` reads those rows from the file) and every skltr
-    classifier fits on it directly, reading it a chunk at a time. Pickled,
-    it is its path: a process that unpickles it (a joblib, Dask or Ray
-    worker) maps the same file instead of receiving a copy of the features,
-    so the store must sit on a file system every worker sees. A plain
-    ``numpy.memmap`` pickles as a copy of its data, and Dask's joblib
-    backend sends such an array to every worker.
+    What :func:`open_feature_store` returns. It indexes like one array
+    (``store[rows]`` reads those rows from the files) and every skltr
+    classifier fits on it directly, reading it a chunk at a time, whether
+    the store is one file or one file per process. Pickled, it is its path:
+    a process that unpickles it (a joblib, Dask or Ray worker) maps the same
+    files instead of receiving a copy of the features, so the store must sit
+    on a file system every worker sees. A plain ``numpy.memmap`` pickles as
+    a copy of its data, and Dask's joblib backend sends such an array to
+    every worker.
 
     Attributes
     ----------
     path : pathlib.Path
         The store's folder.
-    array : numpy.memmap of shape (n_rows, n_features), float32
-        The features, mapped read-only.
+    arrays : list of numpy.memmap
+        The feature files, mapped read-only, in row order: one, or one per
+        process that wrote the store.
     shape, dtype, ndim
-        Those of ``array``.
+        Those of the rows as one array.
     """
 
-    def __init__(self, path, array):
+    def __init__(self, path, arrays):
         self.path = Path(path)
-        self.array = array
+        self.arrays = list(arrays)
+        # Row offset of each file, and the total.
+        self._offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])])
 
     @property
     def shape(self):
-        return self.array.shape
+        return (int(self._offsets[-1]), self.arrays[0].shape[1])
 
     @property
     def dtype(self):
-        return self.array.dtype
+        return self.arrays[0].dtype
 
     @property
     def ndim(self):
-        return self.array.ndim
+        return 2
 
     def __len__(self):
-        return len(self.array)
+        return self.shape[0]
 
     def __getitem__(self, key):
-        return self.array[key]
+        columns = slice(None)
+        if isinstance(key, tuple):
+            key, *rest = key
+            rest = [part for part in rest if part is not Ellipsis]
+            if len(rest) > 1:
+                raise IndexError(
+                    "a FeatureStore is 2-D: index it as store[rows, columns]."
+                )
+            columns = rest[0] if rest else columns
+        if len(self.arrays) == 1:
+            return self.arrays[0][key, columns]
+        if isinstance(key, (int, np.integer)):
+            return self[[key], columns][0]
+        rows = np.arange(len(self))[key]
+        # Which file each row is in, and its row there.
+        files = np.searchsorted(self._offsets, rows, side="right") - 1
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        for index in np.unique(files):
+            here = files == index
+            # Increasing positions read a mapped file forward.
+            out[here] = self.arrays[index][rows[here] - self._offsets[index]]
+        return out[:, columns]
 
     def __array__(self, dtype=None, copy=None):
-        if copy:
-            return np.array(self.array, dtype=dtype)
-        # A view of the mapped file: its pages are read as they are used.
-        return np.asarray(self.array, dtype=dtype)
+        if len(self.arrays) == 1 and not copy:
+            # A view of the mapped file: its pages are read as they are used.
+            return np.asarray(self.arrays[0], dtype=dtype)
+        # Several files (or a copy asked for): the rows are read into memory.
+        return np.asarray(self[:], dtype=dtype)
 
     def __reduce__(self):
         return open_feature_store, (str(self.path),)
 
     def __repr__(self):
-        return f"FeatureStore({str(self.path)!r}, shape={self.shape})"
+        return (
+            f"FeatureStore({str(self.path)!r}, shape={self.shape}, "
+            f"files={len(self.arrays)})"
+        )
 
 
 def open_feature_store(path):
@@ -189,7 +267,7 @@ def open_feature_store(path):
         directly (it is read a chunk at a time), or search over it with
         ``GridSearchCV`` on a joblib, Dask or Ray backend (the workers map
         the file; each still holds the rows of its own fold in memory).
-        ``features.array`` is the ``numpy.memmap``.
+        ``features.arrays`` are the mapped files.
 
     Raises
     ------
@@ -212,8 +290,8 @@ def open_feature_store(path):
     (5, 64)
     """
     path = Path(path)
-    manifest = path / _MANIFEST
-    if not manifest.is_file():
+    manifest_file = path / _MANIFEST
+    if not manifest_file.is_file():
         raise FileNotFoundError(
             f"{path} holds no complete feature store ({_MANIFEST} is missing): "
             "the extraction did not finish in every process, or this machine "
@@ -221,12 +299,36 @@ def open_feature_store(path):
             "system every worker mounts at the same path). Run the extraction "
             "again if it did not finish."
         )
-    expected = json.loads(manifest.read_text())
-    features = np.load(path / _FEATURES, mmap_mode="r")
-    if features.shape != (expected["n_rows"], expected["n_features"]):
+    manifest = json.loads(manifest_file.read_text())
+    if manifest.get("layout", "one_file") == "one_file":
+        files = [{"name": _FEATURES, "n_rows": manifest["n_rows"]}]
+    else:
+        files = manifest["files"]
+        if len(files) != manifest["processes"]:
+            raise ValueError(
+                f"{manifest_file} says {manifest['processes']} processes wrote "
+                f"the store but lists {len(files)} files: it does not describe "
+                "this store. Run the extraction again."
+            )
+    arrays = []
+    for entry in files:
+        file = path / entry["name"]
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"{file}, which {manifest_file} lists, is missing: the store is "
+                "incomplete. Run the extraction again."
+            )
+        array = np.load(file, mmap_mode="r")
+        if array.shape != (entry["n_rows"], manifest["n_features"]):
+            raise ValueError(
+                f"{file} has shape {array.shape}, but {manifest_file} says "
+                f"({entry['n_rows']}, {manifest['n_features']}): the store was "
+                "changed after it was written. Run the extraction again."
+            )
+        arrays.append(array)
+    if sum(len(a) for a in arrays) != manifest["n_rows"]:
         raise ValueError(
-            f"{path / _FEATURES} has shape {features.shape}, but its manifest "
-            f"says ({expected['n_rows']}, {expected['n_features']}): the store "
-            "was changed after it was written. Run the extraction again."
+            f"The files of {path} hold {sum(len(a) for a in arrays)} rows, but "
+            f"{manifest_file} says {manifest['n_rows']}. Run the extraction again."
         )
-    return FeatureStore(path, features)
+    return FeatureStore(path, arrays)

@@ -64,7 +64,7 @@ def test_grid_search_on_a_dask_cluster_matches_the_local_search(cluster, tmp_pat
 
 def _received(value):
     """What a worker's task gets for ``value``: its type, and whether mapped."""
-    array = value.array if isinstance(value, FeatureStore) else value
+    array = value.arrays[0] if isinstance(value, FeatureStore) else value
     return type(value).__name__, isinstance(array, np.memmap)
 
 
@@ -73,8 +73,8 @@ def test_a_store_reaches_a_worker_by_reference_a_memmap_as_a_copy(cluster, tmp_p
     store = open_feature_store(write_store(X, tmp_path / "store"))
     # joblib's Dask backend scatters (sends to the workers' memory) every
     # argument dask sizes above 1 kB: the plain memmap, not the store.
-    assert sizeof(store) < 1e3 <= sizeof(store.array)
+    assert sizeof(store) < 1e3 <= sizeof(store.arrays[0])
     assert cluster.submit(_received, store).result() == ("FeatureStore", True)
     # Scattered, a plain memmap is an in-memory copy on the workers.
-    [scattered] = cluster.scatter([store.array], hash=False)
+    [scattered] = cluster.scatter([store.arrays[0]], hash=False)
     assert cluster.submit(_received, scattered).result() == ("ndarray", False)

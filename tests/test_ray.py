@@ -60,7 +60,7 @@ def test_grid_search_on_ray_matches_the_local_search(ray_instance, tmp_path):
     # function is defined here so that Ray ships it by value: the workers
     # cannot import the test module.)
     def _received(value):
-        array = value.array if isinstance(value, FeatureStore) else value
+        array = value.arrays[0] if isinstance(value, FeatureStore) else value
         return type(value).__name__, isinstance(array, np.memmap)
 
     received = ray.remote(_received)
