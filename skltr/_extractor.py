@@ -419,10 +419,11 @@ class FeatureExtractor(
         network = state.pop("_network", None)
         if network is not None and not self._weights_rebuildable():
             # Random weights are drawn anew at every build: the pickle carries
-            # them, as safetensors bytes (never a pickled tensor).
+            # them, as safetensors bytes (never a pickled tensor). Cloned, as
+            # safetensors refuses tensors that share memory (tied weights).
             state["_network_weights"] = save_safetensors(
                 {
-                    name: tensor.detach().cpu().contiguous()
+                    name: tensor.detach().cpu().clone()
                     for name, tensor in network.state_dict().items()
                 }
             )

@@ -154,12 +154,10 @@ def extract_sharded(extractor, X, path, *, layout="one_file"):
             "layout": layout,
         }
         if layout == "per_process":
+            blocks = (_block(r, world, n_rows) for r in range(world))
             manifest["files"] = [
-                {
-                    "name": _process_file(r, world),
-                    "n_rows": int(np.diff(_block(r, world, n_rows))[0]),
-                }
-                for r in range(world)
+                {"name": _process_file(r, world), "n_rows": block_stop - block_start}
+                for r, (block_start, block_stop) in enumerate(blocks)
             ]
         (path / _MANIFEST).write_text(json.dumps(manifest))
     _barrier()
