@@ -9,7 +9,10 @@ for a re-balanced classifier. Where the target prior is q, Bayes' rule gives
 When q is unknown but unlabelled target features are at hand, it is
 estimated by EM (Saerens, Latinne and Decaestecker, 2002): start from q = p;
 E-step r_ij proportional to p(j | x_i) q_j / p_j, normalised per row; M-step
-q_j = mean_i r_ij; repeat until q moves less than ``tol`` (L1).
+q_j = mean_i r_ij; repeat until q moves less than ``tol`` (L1). With a
+Dirichlet prior on q centred on p, of ``strength`` pseudo-samples per class,
+the M-step is the maximum a posteriori one:
+q_j = (sum_i r_ij + strength C p_j) / (n + strength C).
 """
 
 from numbers import Integral, Real
@@ -52,18 +55,22 @@ def implied_prior(estimator, y):
     return prior / prior.sum()
 
 
-def em_prior(proba, source_prior, *, tol, max_iter):
+def em_prior(proba, source_prior, *, tol, max_iter, strength=0.0):
     """The target prior that EM estimates from probabilities under ``source_prior``.
 
-    Warns (ConvergenceWarning) when ``max_iter`` iterations did not bring
-    the L1 change under ``tol``.
+    ``strength`` pseudo-samples per class, spread as ``source_prior``, are
+    added to the M-step's counts (0: maximum likelihood). Warns
+    (ConvergenceWarning) when ``max_iter`` iterations did not bring the L1
+    change under ``tol``.
     """
     ratio = proba / source_prior
     prior = source_prior.copy()
+    pseudo_counts = strength * len(source_prior) * source_prior
     for _ in range(max_iter):
         responsibilities = ratio * prior
         responsibilities /= responsibilities.sum(axis=1, keepdims=True)
-        updated = responsibilities.mean(axis=0)
+        updated = responsibilities.sum(axis=0) + pseudo_counts
+        updated /= updated.sum()
         change = np.abs(updated - prior).sum()
         prior = updated
         if change < tol:
@@ -104,6 +111,16 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         sample's prediction depends on the batch it comes with; use
         :meth:`estimate_target_prior` on a large batch and pass the result
         for predictions that do not.
+    em_prior_strength : float, default=1.0
+        How strongly EM's estimate is held to the source prior, in
+        pseudo-samples per class: a Dirichlet prior centred on the source
+        prior, of ``em_prior_strength * n_classes`` samples in all, makes
+        the estimate the maximum a posteriori one. With many samples per
+        class it makes no difference; with few (a hundred classes, a few
+        hundred samples) it keeps the noise of the estimate from moving
+        predictions. 0 is the maximum-likelihood EM of Saerens et al. The
+        default, one pseudo-sample per class, is the uninformative choice,
+        not a tuned one (see Notes).
     em_tol : float, default=1e-6
         EM stops when the prior's L1 change falls below this.
     em_max_iter : int, default=1000
@@ -137,6 +154,17 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
     training prior of ``y``, times its ``class_weight``. A class the source
     prior gives 0 makes the ratio undefined and is refused.
 
+    EM assumes calibrated probabilities and enough samples per class. With
+    ten classes and thousands of samples it comes close to the known prior;
+    with a hundred classes and a few hundred samples, or a classifier far
+    from calibrated, the maximum-likelihood estimate can do worse than no
+    adjustment at all. One pseudo-sample per class raised the mean accuracy
+    over the classifiers on every problem the project measured and changed
+    nothing where samples were many, but it does not make EM safe where the
+    classifier is poor (the user guide's page on prior shift has the
+    figures). Check on labelled data of your own before relying on EM, or
+    estimate the prior on a large batch.
+
     References
     ----------
     .. [1] M. Saerens, P. Latinne and C. Decaestecker, "Adjusting the Outputs
@@ -163,15 +191,23 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
     _parameter_constraints: dict = {
         "estimator": [None, HasMethods(["fit", "predict_proba"])],
         "target_prior": [StrOptions({"em"}), "array-like"],
+        "em_prior_strength": [Interval(Real, 0, None, closed="left")],
         "em_tol": [Interval(Real, 0, None, closed="neither")],
         "em_max_iter": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
-        self, estimator=None, *, target_prior="em", em_tol=1e-6, em_max_iter=1000
+        self,
+        estimator=None,
+        *,
+        target_prior="em",
+        em_prior_strength=1.0,
+        em_tol=1e-6,
+        em_max_iter=1000,
     ):
         self.estimator = estimator
         self.target_prior = target_prior
+        self.em_prior_strength = em_prior_strength
         self.em_tol = em_tol
         self.em_max_iter = em_max_iter
 
@@ -259,7 +295,11 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
 
     def _em_prior(self, proba):
         return em_prior(
-            proba, self.source_prior_, tol=self.em_tol, max_iter=self.em_max_iter
+            proba,
+            self.source_prior_,
+            tol=self.em_tol,
+            max_iter=self.em_max_iter,
+            strength=self.em_prior_strength,
         )
 
     def decision_function(self, X):

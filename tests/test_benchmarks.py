@@ -302,3 +302,25 @@ def test_the_test_agnostic_protocol_resamples_to_the_priors_it_names():
     )
     assert len(np.unique(forward)) == len(forward)  # no row twice
     np.testing.assert_array_equal(sets["uniform"][0], np.arange(200))
+
+
+def test_prior_shift_script_compares_em_strengths_with_known_and_plain():
+    out = run_script(
+        "prior_shift.py", "--synthetic", "600,12,6", "--seeds", "2",
+        "--strengths", "0,1",
+    )  # fmt: skip
+    header, rule, *rows = out.strip().splitlines()
+    assert header.split(" | ")[1:] == [
+        "plain",
+        "known",
+        "EM, strength 0",
+        "EM, strength 1 |",
+    ]
+    assert [row.split(" | ")[0] for row in rows] == [
+        "| forward",
+        "| uniform",
+        "| backward",
+    ]
+    for row in rows:
+        values = [float(cell) for cell in row.strip(" |").split(" | ")[1:]]
+        assert len(values) == 4 and all(0 < v <= 100 for v in values)

@@ -113,6 +113,33 @@ def test_em_gets_closer_to_the_true_prior_with_more_samples(problem):
     assert errors[2] < 0.06
 
 
+def test_the_prior_strength_holds_em_to_the_source_prior(problem):
+    X, y, X_test, y_test = problem
+    truth = _long_tailed_prior(10, 50)
+    few = _resampled(X_test, y_test, truth, 60, seed=0)[0]
+    many = _resampled(X_test, y_test, truth, 6000, seed=0)[0]
+    base = LogitAdjustedClassifier(**CPU).fit(X, y)
+
+    def estimate(X_batch, strength):
+        clf = PriorAdjustedClassifier(base, em_prior_strength=strength).fit(X, y)
+        return clf.estimate_target_prior(X_batch)
+
+    source = np.full(10, 0.1)  # the re-balancer's uniform prior
+    # With 6 samples a class, 1 pseudo-sample a class pulls the estimate
+    # toward the source; a thousand pull it almost all the way.
+    plain, held = estimate(few, 0.0), estimate(few, 1.0)
+    assert np.abs(held - source).sum() < np.abs(plain - source).sum()
+    np.testing.assert_allclose(estimate(few, 1000.0), source, atol=0.01)
+    # With 600 a class, one pseudo-sample changes almost nothing.
+    assert np.abs(estimate(many, 1.0) - estimate(many, 0.0)).sum() < 0.02
+    # Its maximum a posteriori M-step, by hand, at the fixed point.
+    proba = base.predict_proba(few)
+    responsibilities = proba * held / source
+    responsibilities /= responsibilities.sum(axis=1, keepdims=True)
+    by_hand = (responsibilities.sum(axis=0) + 1.0 * 10 * source) / (len(few) + 10)
+    np.testing.assert_allclose(held, by_hand, atol=1e-5)
+
+
 @pytest.mark.parametrize("forward", [True, False], ids=["forward", "backward"])
 def test_adjusting_to_a_long_tailed_test_prior_beats_not_adjusting(
     overlapping, forward
