@@ -73,6 +73,11 @@ def validate_features(estimator, X, y="no_validation", *, reset):
     if not isinstance(X, torch.Tensor):
         return validate_data(estimator, X, y, reset=reset, dtype=FEATURE_DTYPES)
     X = _check_feature_tensor(X, type(estimator).__name__)
+    return _validate_checked_features(estimator, X, y, reset=reset)
+
+
+def _validate_checked_features(estimator, X, y, *, reset):
+    """``validate_data`` for features already checked (a tensor, a store): ``y``."""
     if isinstance(y, str) and y == "no_validation":
         return validate_data(estimator, X, reset=reset, skip_check_array=True)
     validate_data(estimator, X, y, reset=reset, skip_check_array=True)
@@ -96,13 +101,7 @@ def _validate_feature_store(estimator, X, y, *, reset):
                 f"{type(estimator).__name__} does not accept missing values: "
                 "extract the features again."
             )
-    if isinstance(y, str) and y == "no_validation":
-        return validate_data(estimator, X, reset=reset, skip_check_array=True)
-    validate_data(estimator, X, y, reset=reset, skip_check_array=True)
-    y = check_array(y, ensure_2d=False, dtype=None, input_name="y", estimator=estimator)
-    y = column_or_1d(y, warn=True)
-    check_consistent_length(X, y)
-    return X, y
+    return _validate_checked_features(estimator, X, y, reset=reset)
 
 
 def _check_feature_tensor(X, name):

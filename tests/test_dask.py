@@ -3,11 +3,8 @@
 import joblib
 import numpy as np
 import pytest
-from _feature_store import write_store
-from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from _feature_store import assert_search_matches_local, write_store
 
-from skltr import TauNormClassifier
 from skltr.datasets import make_long_tailed_features
 from skltr.distributed import FeatureStore, open_feature_store
 
@@ -33,33 +30,12 @@ def cluster():
 
 def test_grid_search_on_a_dask_cluster_matches_the_local_search(cluster, tmp_path):
     X, _, y, _ = make_long_tailed_features(4000, 64, 20, class_sep=5.0, random_state=0)
-    store = open_feature_store(write_store(X, tmp_path / "store"))
-    assert isinstance(store, FeatureStore)
-    search = GridSearchCV(
-        TauNormClassifier(
-            memory=str(tmp_path / "joint_cache"), device="cpu", random_state=0
-        ),
-        {"tau": [0.0, 0.5, 1.0]},
-        cv=StratifiedKFold(3, shuffle=True, random_state=0),
-        scoring="balanced_accuracy",
-    )
-    with joblib.parallel_backend("dask"):
-        on_cluster = clone(search).set_params(n_jobs=2).fit(store, y)
-    local = (
-        clone(search)
-        .set_params(estimator__memory=str(tmp_path / "local_cache"))
-        .fit(store, y)
-    )
 
-    assert on_cluster.best_params_ == local.best_params_
-    np.testing.assert_allclose(
-        on_cluster.cv_results_["mean_test_score"],
-        local.cv_results_["mean_test_score"],
-        rtol=0,
-        atol=1e-12,
-    )
-    # The workers fit the joint classifiers into the shared cache folder.
-    assert list((tmp_path / "joint_cache").rglob("output.pkl"))
+    def on_cluster(search, store, y):
+        with joblib.parallel_backend("dask"):
+            return search.fit(store, y)
+
+    assert_search_matches_local(X, y, tmp_path, on_cluster)
 
 
 def _received(value):

@@ -9,33 +9,20 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from _feature_store import write_store
-from PIL import Image
-from safetensors.torch import save_file
+from _feature_store import write_images_and_weights, write_store
 from sklearn.base import clone
 
 from skltr import FeatureExtractor, JointClassifier, NCMClassifier, TauNormClassifier
 from skltr._backend import DeviceFeatures
 from skltr.datasets import make_long_tailed_features
 from skltr.distributed import FeatureStore, extract_sharded, open_feature_store
-from skltr.models import cifar_resnet20
 
 N_IMAGES = 23  # not a multiple of the process count
 
 
 @pytest.fixture(scope="module")
 def images_and_weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sharded")
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(N_IMAGES):
-        path = root / f"{i:03d}.png"
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
-        paths.append(str(path))
-    torch.manual_seed(0)
-    weights = root / "r20.safetensors"
-    save_file(cifar_resnet20().state_dict(), weights)
-    return paths, weights
+    return write_images_and_weights(tmp_path_factory.mktemp("sharded"), N_IMAGES)
 
 
 def _extractor(weights):

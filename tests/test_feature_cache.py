@@ -8,12 +8,9 @@ import time
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
-from safetensors.torch import save_file
+from _feature_store import write_images_and_weights
 
 from skltr import FeatureExtractor
-from skltr.models import cifar_resnet20
 
 # Each child process extracts with shards of 4 rows and batches of 4 images,
 # so every batch is written as its own shard.
@@ -49,17 +46,7 @@ CHILD = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def images_and_weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache_images")
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(44):
-        path = root / f"{i:03d}.png"
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
-        paths.append(str(path))
-    torch.manual_seed(0)
-    weights = root / "r20.safetensors"
-    save_file(cifar_resnet20().state_dict(), weights)
-    return paths, str(weights)
+    return write_images_and_weights(tmp_path_factory.mktemp("cache_images"), 44)
 
 
 def _child(paths, weights, memory, *, go=None, kill_after=0):
