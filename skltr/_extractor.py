@@ -333,6 +333,8 @@ class FeatureExtractor(
         -------
         features : ndarray of shape (n_samples, ``n_features_out_``), float32
         """
+        # n_views is read before fit would validate it.
+        self._validate_params()
         if self.n_views > 1:
             raise ValueError(
                 f"n_views={self.n_views}: fit_transform returns one row per "

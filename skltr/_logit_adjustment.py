@@ -119,8 +119,15 @@ class LogitAdjustedClassifier(BaseRebalancer):
     (21,)
     """
 
+    # No training of its own: the re-balancers' constraints less the SGD
+    # settings it does not have.
     _parameter_constraints: dict = {
-        **BaseRebalancer._parameter_constraints,
+        **{
+            name: constraint
+            for name, constraint in BaseRebalancer._parameter_constraints.items()
+            if name
+            not in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "verbose")
+        },
         "tau": [StrOptions({"auto"}), Real],
         "tau_grid": [None, "array-like"],
     }

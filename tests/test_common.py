@@ -24,6 +24,9 @@ from skltr import (
     WeightBalancedClassifier,
 )
 
+EXTRACTOR_FOR_PARAMETERS = FeatureExtractor(
+    "cifar_resnet20", pretrained=False, device="cpu", verbose=0
+)
 ESTIMATORS = [
     JointClassifier(device="cpu"),
     BalancedSoftmaxClassifier(device="cpu"),
@@ -93,6 +96,16 @@ def expected_failed_checks(estimator):
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize(
+    "estimator", [*ESTIMATORS, EXTRACTOR_FOR_PARAMETERS], ids=lambda e: type(e).__name__
+)
+def test_parameter_constraints_cover_exactly_the_parameters(estimator):
+    # scikit-learn's check: every parameter has a constraint, no constraint
+    # names a parameter the estimator lacks, and each invalid value raises
+    # InvalidParameterError from fit (before any data is read).
+    estimator_checks.check_param_validation(type(estimator).__name__, estimator)
 
 
 # FeatureExtractor takes images, so it declares ``two_d_array=False`` and
