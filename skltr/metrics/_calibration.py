@@ -63,17 +63,27 @@ def _ece(correct, confidence, n_bins):
     if len(correct) == 0:
         return float("nan")
     _, correct_sum, confidence_sum = bin_sums(correct, confidence, n_bins)
-    return float(np.abs(correct_sum - confidence_sum).sum() / len(correct))
+    return _ece_of_sums(correct_sum, confidence_sum, len(correct))
+
+
+def _ece_of_sums(correct_sum, confidence_sum, n_samples):
+    """sum_b |B_b| |acc(B_b) - conf(B_b)| / n, from the bins' sums."""
+    return float(np.abs(correct_sum - confidence_sum).sum() / n_samples)
 
 
 def reliability(y_true, y_prob, *, n_bins=15, labels=None):
-    """(samples, accuracy, mean top probability) per bin; NaN for an empty bin."""
+    """(samples, accuracy, mean top probability) per bin, and the ECE.
+
+    The per-bin figures are NaN for an empty bin; the ECE is
+    :func:`expected_calibration_error`'s, from the same bins.
+    """
     y_true, y_prob, labels = _checked(y_true, y_prob, labels)
     count, correct_sum, confidence_sum = bin_sums(
         *_correct_and_confidence(y_true, y_prob, labels), n_bins
     )
+    ece = _ece_of_sums(correct_sum, confidence_sum, len(y_true))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return count, correct_sum / count, confidence_sum / count
+        return count, correct_sum / count, confidence_sum / count, ece
 
 
 def _correct_and_confidence(y_true, y_prob, labels):

@@ -291,12 +291,11 @@ def plot_reliability_diagram(y_true, y_prob, *, n_bins=15, labels=None, ax=None)
     >>> y_prob = rng.dirichlet([1.0, 1.0, 1.0], size=200)
     >>> ax = plot_reliability_diagram(rng.integers(0, 3, 200), y_prob)
     """
-    from ..metrics._calibration import expected_calibration_error, reliability
+    from ..metrics._calibration import reliability
 
-    count, accuracy, confidence = reliability(
+    count, accuracy, confidence, ece = reliability(
         y_true, y_prob, n_bins=n_bins, labels=labels
     )
-    ece = expected_calibration_error(y_true, y_prob, n_bins=n_bins, labels=labels)
     ax = _axes(ax)
     width = 1.0 / n_bins
     left = np.arange(n_bins) * width
