@@ -223,7 +223,7 @@ class FeatureStore:
             return self.arrays[0][key, columns]
         if isinstance(key, (int, np.integer)):
             return self[[key], columns][0]
-        rows = np.arange(len(self))[key]
+        rows = self._row_numbers(key)
         # Which file each row is in, and its row there.
         files = np.searchsorted(self._offsets, rows, side="right") - 1
         out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
@@ -232,6 +232,31 @@ class FeatureStore:
             # Increasing positions read a mapped file forward.
             out[here] = self.arrays[index][rows[here] - self._offsets[index]]
         return out[:, columns]
+
+    def _row_numbers(self, key):
+        """The non-negative row numbers a slice, mask or index array selects.
+
+        Computed from the key alone: training gathers a batch this way, and
+        a 10-million-row store must not allocate a row count's worth of
+        indices per batch.
+        """
+        n_rows = len(self)
+        if isinstance(key, slice):
+            return np.arange(*key.indices(n_rows))
+        rows = np.asarray(key)
+        if rows.dtype == bool:
+            if rows.shape != (n_rows,):
+                raise IndexError(
+                    f"a boolean mask of shape {rows.shape} does not match the "
+                    f"{n_rows} rows of the store."
+                )
+            return np.flatnonzero(rows)
+        if rows.ndim != 1:
+            raise IndexError("index a FeatureStore's rows with a 1-D array.")
+        rows = rows.astype(np.intp, copy=False)
+        if rows.size and (rows.min() < -n_rows or rows.max() >= n_rows):
+            raise IndexError(f"row index out of range for a store of {n_rows} rows.")
+        return np.where(rows < 0, rows + n_rows, rows)
 
     def __array__(self, dtype=None, copy=None):
         if len(self.arrays) == 1 and not copy:

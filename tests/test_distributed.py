@@ -119,6 +119,11 @@ def test_a_store_of_several_files_indexes_as_one_array(gaussian_features, tmp_pa
     for key in [slice(None), slice(150, 450), slice(10, 590, 7), [599, 0, 300, 200]]:
         np.testing.assert_array_equal(store[key], X[key])
     np.testing.assert_array_equal(store[-1], X[-1])
+    np.testing.assert_array_equal(store[np.arange(600) % 7 == 0], X[::7])
+    np.testing.assert_array_equal(store[[-600, -1]], X[[0, 599]])
+    for out_of_range in ([600], [-601]):
+        with pytest.raises(IndexError, match="out of range"):
+            store[out_of_range]
     np.testing.assert_array_equal(store[100:300, 2:5], X[100:300, 2:5])
     np.testing.assert_array_equal(np.asarray(store), X)
     # Pickled, it is its path.
