@@ -83,16 +83,17 @@ def main(argv=None):
             sets = shifted_test_sets(y_test, counts, ratio=50, seed=seed)
             for prior_name, (rows, prior) in sets.items():
                 X_set, y_set = X_test[rows], y_test[rows]
-                targets = {"known": prior}
-                targets.update({f"EM, strength {s:g}": s for s in strengths})
+                # The parameters of PriorAdjustedClassifier for each column.
+                adjustments = {"known": {"target_prior": prior}}
+                adjustments.update(
+                    {f"EM, strength {s:g}": {"em_prior_strength": s} for s in strengths}
+                )
                 cells[prior_name, "plain"].append(
                     np.mean(estimator.predict(X_set) == y_set)
                 )
-                for column, target in targets.items():
+                for column, params in adjustments.items():
                     adjusted = PriorAdjustedClassifier(
-                        FrozenEstimator(estimator),
-                        target_prior=target if column == "known" else "em",
-                        em_prior_strength=0.0 if column == "known" else target,
+                        FrozenEstimator(estimator), **params
                     ).fit(X, y)
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", ConvergenceWarning)
