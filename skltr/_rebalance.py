@@ -10,6 +10,7 @@ given, the training set otherwise.
 """
 
 import hashlib
+import itertools
 from abc import abstractmethod
 
 import numpy as np
@@ -471,9 +472,19 @@ default=None
         themselves, float32 on ``device``, standardised as the full joint
         classifier sees them (its ``feature_mean_`` and ``feature_scale_``),
         in the same order: ``(logits, rows, labels, weights)``.
+
+        A class with no held-out row (a single sample with cross-fitting, or
+        none in the validation data) is learned on its training rows scored
+        by the joint head fit on all the data, which has seen them: with no
+        row at all, what is learned on these logits would only ever push the
+        class down (its scale to 0).
         """
         logits, labels, weights, held_out_rows = [], [], [], []
-        for scoring in self._scoring_sets(X, y, knob_data, sample_weight):
+        unheld = self._unheld_class_set(X, y, knob_data, sample_weight)
+        for scoring in itertools.chain(
+            self._scoring_sets(X, y, knob_data, sample_weight),
+            [] if unheld is None else [unheld],
+        ):
             scores = scoring.head.scores(float64_device(device))
             rows = scoring.X_held_out
             width = max(rows.shape[1], len(self.classes_))
@@ -497,6 +508,34 @@ default=None
         if features:
             return torch.cat(logits), torch.cat(held_out_rows), labels, weights
         return torch.cat(logits), labels, weights
+
+    def _unheld_class_set(self, X, y, knob_data, sample_weight):
+        """The training rows of the classes ``knob_data`` holds none of out,
+        scored by the full joint head: a :class:`ScoringSet`, or None when
+        every class has a held-out row."""
+        if knob_data.chosen_on == CROSS_FITTING:
+            held_out = [y[fold.held_out] for fold in knob_data.folds]
+        elif knob_data.chosen_on == VALIDATION_DATA:
+            held_out = [knob_data.validation[1]]
+        else:
+            return None
+        held = np.zeros(len(self.classes_), dtype=bool)
+        held[np.concatenate(held_out)] = True
+        rows = ~held[y]
+        if sample_weight is not None:
+            rows &= sample_weight > 0
+        if not rows.any():
+            return None
+        rows = np.flatnonzero(rows)
+        return ScoringSet(
+            self._full_head(),
+            X,
+            y,
+            take_rows(X, rows),
+            y[rows],
+            sample_weight,
+            None if sample_weight is None else sample_weight[rows],
+        )
 
     def _device_features(self, X, y, device, sample_weight=None):
         """Training features on the device, scaled as the joint classifier sees them."""

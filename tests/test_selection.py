@@ -205,6 +205,22 @@ def test_small_classes_and_odd_splitters_work(estimator):
         estimator(cv=1, **CPU).fit(X, y)
 
 
+def test_lws_learns_the_scale_of_a_class_that_cannot_be_held_out():
+    # The single sample of the rarest class is never held out. Learned on the
+    # other classes' held-out logits alone, its scale could only be pushed
+    # down (it ended below a class of 10 samples); learned on its training
+    # row too, it is the largest, as the rarest class's should be.
+    rng = np.random.default_rng(0)
+    counts = [200, 80, 30, 10, 1]
+    means = rng.normal(size=(5, 20)) * 0.5
+    X = np.concatenate(
+        [m + rng.normal(size=(n, 20)) for m, n in zip(means, counts, strict=True)]
+    )
+    y = np.repeat(np.arange(5), counts)
+    clf = LWSClassifier(cv=2, **CPU).fit(X, y)
+    assert np.argmax(clf.scales_) == 4
+
+
 @pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
 def test_an_iterable_of_splits_is_the_splitter_that_made_it(estimator):
     # As scikit-learn's cv parameters take it: (train, held-out) index arrays.
