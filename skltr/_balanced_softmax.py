@@ -13,12 +13,11 @@ from numbers import Real
 
 from sklearn.utils._param_validation import Interval
 
-from ._docstrings import fill_doc
+from ._docstrings import AUTO_WEIGHT_DECAY, fill_doc
 from ._joint import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LR,
-    DEFAULT_WEIGHT_DECAY,
     SoftmaxRegression,
 )
 from ._logit_adjustment import log_prior
@@ -29,7 +28,9 @@ from ._weights import DEFAULT_BETA
     epochs=DEFAULT_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=DEFAULT_LR,
-    weight_decay=DEFAULT_WEIGHT_DECAY,
+    weight_decay='"auto"',
+    weight_decay_type='float or "auto"',
+    weight_decay_auto=AUTO_WEIGHT_DECAY,
     beta=DEFAULT_BETA,
 )
 class BalancedSoftmaxClassifier(SoftmaxRegression):
@@ -69,6 +70,8 @@ class BalancedSoftmaxClassifier(SoftmaxRegression):
     Attributes
     ----------
     %(fitted_linear_attributes)s
+
+    %(weight_decay_attribute)s
 
     %(common_attributes)s
 
@@ -117,7 +120,7 @@ class BalancedSoftmaxClassifier(SoftmaxRegression):
         batch_size=DEFAULT_BATCH_SIZE,
         lr=DEFAULT_LR,
         momentum=0.9,
-        weight_decay=DEFAULT_WEIGHT_DECAY,
+        weight_decay="auto",
         device="auto",
         random_state=None,
         verbose=0,

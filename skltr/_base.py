@@ -550,14 +550,15 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         logit_offset=None,
         focal_gamma=0.0,
         init=None,
+        weight_decay=None,
     ):
         """Train a linear layer with cross-entropy on the device features.
 
         ``y`` are the encoded labels, for the sampler of strategy
         ``sampling`` (see ``_sampling.make_sampler``); ``curvature``,
-        ``logit_offset``, ``focal_gamma`` and ``init`` (None: from zero) as
-        for :meth:`_linear_layer_step`; the rows' weights, if any, are
-        ``data``'s. Returns the layer, on the device,
+        ``logit_offset``, ``focal_gamma``, ``init`` (None: from zero) and
+        ``weight_decay`` as for :meth:`_linear_layer_step`; the rows'
+        weights, if any, are ``data``'s. Returns the layer, on the device,
         and sets ``loss_curve_``.
         """
         layer, step = self._linear_layer_step(
@@ -566,6 +567,7 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             init=init,
             logit_offset=logit_offset,
             focal_gamma=focal_gamma,
+            weight_decay=weight_decay,
         )
         sampler = make_sampler(
             sampling, y, len(self.classes_), epochs=self.epochs, rng=rng

@@ -8,8 +8,8 @@ the joint classifier's training with another sampler.
 
 from numbers import Real
 
-from ._docstrings import fill_doc
-from ._joint import DEFAULT_WEIGHT_DECAY, SoftmaxRegression
+from ._docstrings import AUTO_WEIGHT_DECAY, fill_doc
+from ._joint import SoftmaxRegression
 from ._sampling import check_sampling
 from ._weights import DEFAULT_BETA
 
@@ -24,7 +24,9 @@ DEFAULT_LR = 1.0
     epochs=DEFAULT_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=DEFAULT_LR,
-    weight_decay=DEFAULT_WEIGHT_DECAY,
+    weight_decay='"auto"',
+    weight_decay_type='float or "auto"',
+    weight_decay_auto=AUTO_WEIGHT_DECAY,
     beta=DEFAULT_BETA,
 )
 class CRTClassifier(SoftmaxRegression):
@@ -55,6 +57,8 @@ default="class"
     Attributes
     ----------
     %(fitted_linear_attributes)s
+
+    %(weight_decay_attribute)s
 
     %(common_attributes)s
 
@@ -103,7 +107,7 @@ default="class"
         batch_size=DEFAULT_BATCH_SIZE,
         lr=DEFAULT_LR,
         momentum=0.9,
-        weight_decay=DEFAULT_WEIGHT_DECAY,
+        weight_decay="auto",
         device="auto",
         random_state=None,
         verbose=0,

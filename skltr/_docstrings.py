@@ -34,8 +34,8 @@ lr : %(lr_type)s, default=%(lr)s
 momentum : float, default=0.9
     SGD momentum.
 
-weight_decay : float, default=%(weight_decay)s
-    L2 penalty, applied by SGD at every step.
+weight_decay : %(weight_decay_type)s, default=%(weight_decay)s
+    L2 penalty, applied by SGD at every step.%(weight_decay_auto)s
 """,
     "class_weight_parameters": """
 class_weight : dict, "balanced", "effective" or None, default=None
@@ -197,6 +197,11 @@ device_ : str
 loss_curve_ : list of float
     Mean training loss of each epoch.
 """,
+    "weight_decay_attribute": """
+weight_decay_ : float
+    The L2 penalty the layer was trained with: ``weight_decay``, or what
+    ``"auto"`` made of it for this training set.
+""",
     "shot_parameters": """
 y_true, y_pred : array-like of shape (n_samples,)
     True and predicted labels of a (balanced) test set.
@@ -257,6 +262,17 @@ CURVATURE_LR_SCALING = (
 )
 
 
+#: ``weight_decay="auto"`` of the classifiers that train a linear layer on
+#: the features from zero (:func:`resolve_weight_decay`).
+AUTO_WEIGHT_DECAY = (
+    '``"auto"`` is ``max(5e-4, 1 / n_samples)``: the penalty that '
+    "``LogisticRegression(C=1)`` puts on the mean loss, but never below the "
+    "Decoupling paper's 5e-4. It differs from 5e-4 only below 2,000 training "
+    "samples, where a weaker penalty lets the layer fit its few tail samples "
+    "too closely for any re-balancing to correct."
+)
+
+
 def fill_doc(*, indent=4, **values):
     """Decorator filling ``%(fragment)s`` names in a class or function docstring.
 
@@ -265,12 +281,22 @@ def fill_doc(*, indent=4, **values):
     indentation of the docstring's sections: 4 for a class, 8 for a method.
     ``lr_scaling``, the sentences that say what ``lr`` is relative to, is
     :data:`CURVATURE_LR_SCALING` unless given (it is re-wrapped to fit), and
-    ``lr_type`` is ``float`` unless given.
+    ``lr_type`` is ``float`` unless given. ``weight_decay_auto``, what
+    ``weight_decay="auto"`` means, follows the ``weight_decay`` entry when
+    given (with ``weight_decay_type``, ``float`` unless given).
     """
     lr_scaling = values.get("lr_scaling", CURVATURE_LR_SCALING)
     # Its continuation lines sit under the lr entry of the fragment.
     values["lr_scaling"] = textwrap.fill(lr_scaling, width=70).replace("\n", "\n    ")
     values.setdefault("lr_type", "float")
+    values.setdefault("weight_decay_type", "float")
+    auto = values.get("weight_decay_auto")
+    # Its lines continue the weight_decay entry of the fragment.
+    values["weight_decay_auto"] = (
+        ""
+        if auto is None
+        else "\n    " + textwrap.fill(auto, width=70).replace("\n", "\n    ")
+    )
 
     def decorate(cls):
         if cls.__doc__ is None:  # python -OO strips docstrings

@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._backend import DeviceFeatures
 from ._base import BaseTrainedClassifier, standardisation, to_numpy
-from ._docstrings import fill_doc
+from ._docstrings import AUTO_WEIGHT_DECAY, fill_doc
 from ._sampling import final_power
 from ._weights import DEFAULT_BETA, estimator_class_weights, training_weights
 
@@ -28,6 +28,21 @@ DEFAULT_BATCH_SIZE = 256
 DEFAULT_WEIGHT_DECAY = 5e-4
 
 
+def resolve_weight_decay(weight_decay, n_samples):
+    """The L2 penalty of ``weight_decay`` on ``n_samples`` training rows.
+
+    ``"auto"`` is ``LogisticRegression(C=1)``'s penalty on the mean loss,
+    ``1 / n_samples``, but at least :data:`DEFAULT_WEIGHT_DECAY`. Digits with
+    302 samples and tail classes of 1 to 3: at 5e-4 the joint classifier fit
+    them so closely that logit adjustment with tau=1 was 0.2 points below
+    the balanced ``LogisticRegression`` on average (4 splits, ratios 10 and
+    100); at ``1 / n`` it was 2.2 above.
+    """
+    if weight_decay == "auto":
+        return max(DEFAULT_WEIGHT_DECAY, 1.0 / n_samples)
+    return float(weight_decay)
+
+
 class SoftmaxRegression(BaseTrainedClassifier):
     """A linear layer trained from zero with cross-entropy and a sampler.
 
@@ -40,6 +55,7 @@ class SoftmaxRegression(BaseTrainedClassifier):
     _parameter_constraints: dict = {
         **BaseTrainedClassifier._parameter_constraints,
         "standardize": ["boolean"],
+        "weight_decay": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "class_weight": [None, dict, StrOptions({"balanced", "effective"})],
         "beta": [Interval(Real, 0, 1, closed="left")],
     }
@@ -145,6 +161,7 @@ class SoftmaxRegression(BaseTrainedClassifier):
                     coef * self.feature_scale_,
                     intercept + coef @ self.feature_mean_,
                 )
+        self.weight_decay_ = resolve_weight_decay(self.weight_decay, data.n_samples)
         layer = self._train_linear_layer(
             data,
             y,
@@ -154,6 +171,7 @@ class SoftmaxRegression(BaseTrainedClassifier):
             logit_offset=self._logit_offset(),
             focal_gamma=self._focal_gamma(),
             init=init,
+            weight_decay=self.weight_decay_,
         )
         self.coef_, self.intercept_ = to_numpy(layer.weight), to_numpy(layer.bias)
 
@@ -162,7 +180,9 @@ class SoftmaxRegression(BaseTrainedClassifier):
     epochs=DEFAULT_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=DEFAULT_LR,
-    weight_decay=DEFAULT_WEIGHT_DECAY,
+    weight_decay='"auto"',
+    weight_decay_type='float or "auto"',
+    weight_decay_auto=AUTO_WEIGHT_DECAY,
     beta=DEFAULT_BETA,
 )
 class JointClassifier(SoftmaxRegression):
@@ -206,6 +226,8 @@ class JointClassifier(SoftmaxRegression):
     Attributes
     ----------
     %(fitted_linear_attributes)s
+
+    %(weight_decay_attribute)s
 
     %(common_attributes)s
 
@@ -254,7 +276,7 @@ class JointClassifier(SoftmaxRegression):
         batch_size=DEFAULT_BATCH_SIZE,
         lr=DEFAULT_LR,
         momentum=0.9,
-        weight_decay=DEFAULT_WEIGHT_DECAY,
+        weight_decay="auto",
         device="auto",
         random_state=None,
         verbose=0,

@@ -31,7 +31,7 @@ from ._backend import (
 )
 from ._base import BaseTrainedClassifier, validate_features
 from ._docstrings import fill_doc
-from ._joint import JointClassifier
+from ._joint import JointClassifier, resolve_weight_decay
 from ._selection import (
     CROSS_FITTING,
     TRAINING_DATA,
@@ -226,7 +226,7 @@ default=None
         """The :class:`Fold` whose joint classifier is fit on the rows ``train``."""
         X_train, y_train = take_rows(X, train), y[train]
         w_train = None if sample_weight is None else mean_one(sample_weight[train])
-        joint = self._fit_stage1(X_train, y_train, w_train)
+        joint = self._fit_stage1(X_train, y_train, w_train, n_full=len(y))
         head = JointHead(
             joint.coef_,
             joint.intercept_,
@@ -291,17 +291,23 @@ default=None
                 return joint
         return None
 
-    def _fit_stage1(self, X, y, sample_weight=None, folds=()):
+    def _fit_stage1(self, X, y, sample_weight=None, folds=(), *, n_full=None):
         """A clone of the stage-1 estimator fit on ``X``, encoded ``y`` and weights.
 
         With ``refit="warm"`` and cross-fitted ``folds``, the fit starts from
         the mean of their heads and is shorter (``REFIT_EPOCH_DIVISOR``).
+        A fold's fit gives ``n_full``, the size of the whole training set:
+        ``weight_decay="auto"`` then takes the penalty of the joint
+        classifier fit on all of it, so that the folds' heads, whose weights
+        the knob is chosen on, are regularised as the head it is applied to.
         With ``memory`` set, the fit is cached, keyed by the data's hash: a
         grid search over the re-balancing parameters, or another re-balancer
         on the same data, finds the joint fits (fold fits included) already
         made.
         """
         joint = clone(self._stage1_estimator())
+        if n_full is not None and joint.get_params().get("weight_decay") == "auto":
+            joint.set_params(weight_decay=resolve_weight_decay("auto", n_full))
         start = None
         if folds and self.refit == "warm":
             heads = [fold.head.on_features_as_given() for fold in folds]

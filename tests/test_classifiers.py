@@ -219,6 +219,30 @@ def _ncm_by_hand(X, y, X_test):
     return -((Z_test[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2), centroids
 
 
+@pytest.mark.parametrize(
+    "cls", [JointClassifier, CRTClassifier, BalancedSoftmaxClassifier]
+)
+def test_auto_weight_decay_is_logistic_regressions_below_2000_samples(cls):
+    rng = np.random.default_rng(0)
+    for n, expected in [(400, 1 / 400), (2000, 5e-4), (2500, 5e-4)]:
+        y = np.arange(n) % 3
+        X = rng.normal(size=(n, 4)) + np.eye(3, 4)[y]
+        clf = cls(epochs=1, **CPU).fit(X, y)
+        assert clf.weight_decay_ == pytest.approx(expected)
+    assert cls(weight_decay=0.01, epochs=1, **CPU).fit(X, y).weight_decay_ == 0.01
+
+
+def test_auto_weight_decay_penalises_small_training_sets_more():
+    # 400 samples: "auto" is 1 / 400, five times the floor; the weights of
+    # the same layer trained with it are smaller.
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), [300, 60, 30, 10])
+    X = rng.normal(size=(len(y), 30)) + 2.0 * np.eye(4, 30)[y]
+    auto = JointClassifier(**CPU).fit(X, y)
+    floor = JointClassifier(weight_decay=5e-4, **CPU).fit(X, y)
+    assert np.linalg.norm(auto.coef_) < 0.9 * np.linalg.norm(floor.coef_)
+
+
 def test_ncm_follows_the_reference_recipe(small_problem):
     X, y = small_problem
     X = X.astype(np.float64)

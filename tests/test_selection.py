@@ -205,6 +205,28 @@ def test_small_classes_and_odd_splitters_work(estimator):
         estimator(cv=1, **CPU).fit(X, y)
 
 
+def test_fold_heads_are_penalised_as_the_joint_classifier_on_all_the_data(
+    monkeypatch,
+):
+    # weight_decay="auto" is 1 / n below 2,000 samples; a fold with half the
+    # rows would get twice the penalty of the head its knob is applied to.
+    penalties = []
+    original = JointClassifier.fit
+
+    def recording_fit(self, X, y, sample_weight=None, **fit_params):
+        original(self, X, y, sample_weight=sample_weight, **fit_params)
+        penalties.append((len(y), self.weight_decay_))
+        return self
+
+    monkeypatch.setattr(JointClassifier, "fit", recording_fit)
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), [300, 60, 40])
+    X = rng.normal(size=(len(y), 8)) + np.eye(3, 8)[y]
+    TauNormClassifier(cv=2, **CPU).fit(X, y)
+    assert [n for n, _ in penalties] == [200, 200, 400]
+    assert [penalty for _, penalty in penalties] == [1 / 400] * 3
+
+
 def test_lws_learns_the_scale_of_a_class_that_cannot_be_held_out():
     # The single sample of the rarest class is never held out. Learned on the
     # other classes' held-out logits alone, its scale could only be pushed
