@@ -3,17 +3,20 @@
 The promise of skltr: with default settings, every re-balancer is more
 accurate on held-out data than ``make_pipeline(StandardScaler(),
 LogisticRegression(class_weight="balanced"))``. This script checks it on
-long-tailed Gaussians of several sizes and separations and on feature files
-(``run.py --save-features``): one row per problem, the balanced test
-accuracy (%) of the peer and of each classifier fit with its defaults, and
-the margin of the worst re-balancer over the peer. Two columns are
+long-tailed Gaussians of several sizes and separations, on scikit-learn's
+digits made long-tailed (``load_digits_lt``, the 64 pixels as features, at
+ratios 10, 50 and 100) and on feature files (``run.py --save-features``):
+one row per problem, the balanced test accuracy (%) of the peer and of each
+classifier fit with its defaults, and the margin of the worst re-balancer
+over the peer. Two columns are
 diagnostics: "tau-norm, best tau on test" (how close tau-norm's held-out
 choice comes to the best tau it could have had) and "Balanced Softmax, then
 logit adjustment" (a balanced loss and a post-hoc correction stacked, which
 corrects twice). No choice is ever made on the test set.
 
     python benchmarks/peer_check.py
-    python benchmarks/peer_check.py --features r56.npz effnet.npz --no-gaussians
+    python benchmarks/peer_check.py --features r56.npz effnet.npz \
+        --no-gaussians --no-digits
 """
 
 import argparse
@@ -40,7 +43,7 @@ from skltr import (
     WeightBalancedClassifier,
 )
 from skltr._logit_adjustment import log_prior
-from skltr.datasets import make_long_tailed_features
+from skltr.datasets import load_digits_lt, make_long_tailed_features
 from skltr.metrics import tau_sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,6 +77,12 @@ GAUSSIANS = [
         "Gaussian 20,000 x 256, 200 classes",
         dict(n_samples=20000, n_features=256, n_classes=200),
     ),
+]
+# (name, load_digits_lt keywords): scikit-learn's digits as 64 pixels, the
+# training side long-tailed down to tails of a dozen, two and one images.
+DIGITS = [
+    (f"digits pixels, ratio {ratio}", dict(imbalance_ratio=ratio))
+    for ratio in (10, 50, 100)
 ]
 REBALANCERS = (
     "tau-norm",
@@ -137,9 +146,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", nargs="*", type=Path, default=[])
     parser.add_argument("--no-gaussians", action="store_true")
+    parser.add_argument("--no-digits", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     problems = [] if args.no_gaussians else list(GAUSSIANS)
+    problems += (
+        []
+        if args.no_digits
+        else [(name, ("digits", keywords)) for name, keywords in DIGITS]
+    )
     problems += [(str(path.name), path) for path in args.features]
     columns = [
         "peer",
@@ -156,6 +171,8 @@ def main(argv=None):
             X, X_test, y, y_test = make_long_tailed_features(
                 **source, random_state=args.seed
             )
+        elif isinstance(source, tuple):
+            X, X_test, y, y_test = load_digits_lt(**source[1], random_state=args.seed)
         else:
             train, test, _ = _load_features(source)
             X, y, X_test, y_test = train.X, train.y, test.X, test.y
