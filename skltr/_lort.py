@@ -167,6 +167,11 @@ class LORTClassifier(BaseRebalancer):
     in. (The other classifiers divide by the largest eigenvalue of E[x x^T],
     which for whitened features is up to d times smaller.)
 
+    The stopping point is chosen by the held-out accuracy of every class
+    alike; with classes of one or two samples, one held-out image moves a
+    class's accuracy by half or all of it, and the epoch chosen changes
+    with the split of the folds (``docs/results.md``, the digits pixels).
+
     References
     ----------
     .. [1] H. Lu, S. Sun, Y. Xie, L. Zhang, X. Yang and J. Yan, "Rethinking

@@ -100,6 +100,14 @@ default="class"
     logits as weights act through the features. Each scale multiplies one
     logit, so that logit's second moment bounds the curvature in it.
 
+    Each class's scale is learned from that class's held-out samples. With
+    classes of one or two samples, a scale rests on one or two logits, and
+    class-balanced sampling gives them the weight of a head class: the
+    scales then change with the split of the folds, and can silence a
+    class the joint classifier recognised. :class:`TauNormClassifier` and
+    :class:`LogitAdjustedClassifier` choose one tau for all classes and
+    are steadier there (``docs/results.md``, the digits pixels).
+
     References
     ----------
     %(decoupling_reference)s
