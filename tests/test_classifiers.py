@@ -29,7 +29,7 @@ from skltr import (
 )
 from skltr._lort import retargeted_labels
 from skltr._selection import DEFAULT_TAU_GRID
-from skltr._tau_norm import correct_by_tau
+from skltr._tau import correct_by_tau
 from skltr.datasets import make_long_tailed_features
 from skltr.exceptions import KnobSelectionWarning
 from skltr.metrics import shot_accuracy

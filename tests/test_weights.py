@@ -20,7 +20,7 @@ from skltr import (
 )
 from skltr._backend import SoftmaxRegressionSGD, focal_terms
 from skltr._selection import held_out_folds, mean_per_class_accuracy
-from skltr._tau_norm import correct_by_tau
+from skltr._tau import correct_by_tau
 from skltr._weights import effective_number_weights
 from skltr.metrics import shot_accuracy
 

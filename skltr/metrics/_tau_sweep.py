@@ -10,7 +10,7 @@ from .._backend import scoring_device
 from .._base import BaseLinearClassifier, validate_features
 from .._docstrings import fill_doc
 from .._selection import DEFAULT_TAU_GRID
-from .._tau_norm import correct_by_tau
+from .._tau import correct_by_tau
 from ._scorer import final_estimator, training_counts
 from ._shot import SPLITS, class_count_table, split_table
 
