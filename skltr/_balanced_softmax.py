@@ -14,13 +14,13 @@ from numbers import Real
 from sklearn.utils._param_validation import Interval
 
 from ._docstrings import AUTO_WEIGHT_DECAY, fill_doc
-from ._joint import (
+from ._logit_adjustment import log_prior
+from ._softmax_regression import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_LR,
     SoftmaxRegression,
 )
-from ._logit_adjustment import log_prior
 from ._weights import DEFAULT_BETA
 
 

@@ -9,8 +9,8 @@ the joint classifier's training with another sampler.
 from numbers import Real
 
 from ._docstrings import AUTO_WEIGHT_DECAY, fill_doc
-from ._joint import SoftmaxRegression
 from ._sampling import check_sampling
+from ._softmax_regression import SoftmaxRegression
 from ._weights import DEFAULT_BETA
 
 # The reference schedule (10 epochs, batch 512); class-balanced sampling visits

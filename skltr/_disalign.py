@@ -26,10 +26,10 @@ from ._backend import (
 )
 from ._base import LinearScores, to_numpy
 from ._docstrings import fill_doc
-from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import make_sampler
 from ._selection import TRAINING_DATA
+from ._softmax_regression import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
 
 # The reference trains 10 epochs; the parameters here are learned on
 # precomputed logits and features, so more epochs cost little, as for LWS.

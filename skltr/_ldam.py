@@ -20,8 +20,12 @@ from sklearn.utils._param_validation import Interval
 from ._backend import DeviceFeatures, Float64Rows, feature_scaled_lr
 from ._base import BaseTrainedClassifier, mean_squared_norm, standardisation, to_numpy
 from ._docstrings import fill_doc
-from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_EPOCHS, DEFAULT_WEIGHT_DECAY
 from ._sampling import make_sampler
+from ._softmax_regression import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_WEIGHT_DECAY,
+)
 from ._weights import DEFAULT_BETA, effective_number_weights, training_weights
 
 # The reference (CIFAR-LT): s = 30, largest margin 0.5, class-balanced

@@ -29,7 +29,6 @@ from ._backend import (
 )
 from ._base import mean_squared_norm, to_numpy
 from ._docstrings import fill_doc
-from ._joint import DEFAULT_BATCH_SIZE
 from ._rebalance import DEFAULT_CV, BaseRebalancer, child_rng
 from ._sampling import make_sampler
 from ._selection import (
@@ -38,6 +37,7 @@ from ._selection import (
     ScoringSet,
     mean_per_class_accuracy,
 )
+from ._softmax_regression import DEFAULT_BATCH_SIZE
 
 _EPOCHS = 30
 _PATIENCE = 5

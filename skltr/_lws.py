@@ -14,10 +14,10 @@ import torch
 from ._backend import ClassScaleSGD, DeviceFeatures, logit_scaled_lr
 from ._base import to_numpy
 from ._docstrings import fill_doc
-from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import check_sampling, make_sampler
 from ._selection import TRAINING_DATA
+from ._softmax_regression import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
 
 # The scales are learned on precomputed logits, C numbers a row, so an epoch
 # costs little beside the joint fits. Measured with 2-fold cross-fitting

@@ -31,7 +31,7 @@ from ._backend import (
 )
 from ._base import BaseTrainedClassifier, validate_features
 from ._docstrings import fill_doc
-from ._joint import JointClassifier, resolve_weight_decay
+from ._joint import JointClassifier
 from ._selection import (
     CROSS_FITTING,
     TRAINING_DATA,
@@ -45,6 +45,7 @@ from ._selection import (
     mean_per_class_accuracy,
     take_rows,
 )
+from ._softmax_regression import resolve_weight_decay
 from ._warnings import warn
 from ._weights import (
     check_class_totals,

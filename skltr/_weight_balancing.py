@@ -27,10 +27,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._backend import DeviceFeatures, train_minibatch
 from ._base import LinearScores, to_numpy
 from ._docstrings import fill_doc
-from ._joint import DEFAULT_BATCH_SIZE, DEFAULT_LR
 from ._rebalance import DEFAULT_CV, TRAINING_REMEDY, BaseRebalancer, child_rng
 from ._sampling import make_sampler
 from ._selection import TRAINING_DATA, count_correct, mean_per_class_accuracy
+from ._softmax_regression import DEFAULT_BATCH_SIZE, DEFAULT_LR
 from ._warnings import warn
 from ._weights import DEFAULT_BETA, training_weights
 from .exceptions import KnobSelectionWarning
