@@ -29,6 +29,7 @@ from sklearn.utils.validation import (
 
 from ._backend import (
     AutogradSGD,
+    DeviceFeatures,
     Float64Rows,
     SoftmaxRegressionSGD,
     feature_rows,
@@ -445,6 +446,20 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         device = self._resolve_device()
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         return device, np.random.default_rng(seed)
+
+    def _standardised_training_data(self, X, y, sample_weight=None):
+        """Start a fit: the device, a generator and the training features there.
+
+        With ``standardize``, the features are centred and scaled
+        (``feature_mean_`` and ``feature_scale_``, else None).
+        """
+        device, rng = self._start_training()
+        data = DeviceFeatures(X, y, device, sample_weight=sample_weight)
+        self.feature_mean_ = self.feature_scale_ = None
+        if self.standardize:
+            self.feature_mean_, self.feature_scale_ = standardisation(data)
+            data.standardise(self.feature_mean_, self.feature_scale_)
+        return device, rng, data
 
     def _training_settings(self):
         """This estimator's keywords for the training loop."""

@@ -17,8 +17,8 @@ import torch
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
 
-from ._backend import DeviceFeatures, Float64Rows, feature_scaled_lr
-from ._base import BaseTrainedClassifier, mean_squared_norm, standardisation, to_numpy
+from ._backend import Float64Rows, feature_scaled_lr
+from ._base import BaseTrainedClassifier, mean_squared_norm, to_numpy
 from ._docstrings import fill_doc
 from ._sampling import make_sampler
 from ._softmax_regression import (
@@ -285,12 +285,7 @@ class LDAMClassifier(BaseTrainedClassifier):
         return self
 
     def _fit(self, X, y, sample_weight=None):
-        device, rng = self._start_training()
-        data = DeviceFeatures(X, y, device, sample_weight=sample_weight)
-        self.feature_mean_ = self.feature_scale_ = None
-        if self.standardize:
-            self.feature_mean_, self.feature_scale_ = standardisation(data)
-            data.standardise(self.feature_mean_, self.feature_scale_)
+        device, rng, data = self._standardised_training_data(X, y, sample_weight)
         n_classes = len(self.classes_)
         self.margins_ = ldam_margins(self.class_counts_, self.max_margin)
         margins = torch.as_tensor(self.margins_, dtype=torch.float32, device=device)

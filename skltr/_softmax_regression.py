@@ -12,8 +12,7 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backend import DeviceFeatures
-from ._base import BaseTrainedClassifier, standardisation, to_numpy
+from ._base import BaseTrainedClassifier, to_numpy
 from ._docstrings import fill_doc
 from ._sampling import final_power
 from ._weights import estimator_class_weights, training_weights
@@ -148,19 +147,14 @@ class SoftmaxRegression(BaseTrainedClassifier):
         return 0.0
 
     def _fit(self, X, y, sample_weight=None, init=None):
-        device, rng = self._start_training()
-        data = DeviceFeatures(X, y, device, sample_weight=sample_weight)
-        self.feature_mean_ = self.feature_scale_ = None
-        if self.standardize:
-            self.feature_mean_, self.feature_scale_ = standardisation(data)
-            data.standardise(self.feature_mean_, self.feature_scale_)
-            if init is not None:
-                # The same logits on the standardised features.
-                coef, intercept = init
-                init = (
-                    coef * self.feature_scale_,
-                    intercept + coef @ self.feature_mean_,
-                )
+        _, rng, data = self._standardised_training_data(X, y, sample_weight)
+        if self.standardize and init is not None:
+            # The same logits on the standardised features.
+            coef, intercept = init
+            init = (
+                coef * self.feature_scale_,
+                intercept + coef @ self.feature_mean_,
+            )
         self.weight_decay_ = resolve_weight_decay(self.weight_decay, data.n_samples)
         layer = self._train_linear_layer(
             data,
