@@ -36,6 +36,11 @@ _CPU_FLOAT32_LANES = {"AVX512": 16, "AVX2": 8}.get(
 )
 
 
+#: The parameter constraint of every estimator's ``device``, which
+#: :func:`resolve_device` then reads.
+DEVICE_CONSTRAINT = [str, torch.device]
+
+
 def resolve_device(device):
     """Turn a ``device`` parameter into a usable :class:`torch.device`.
 

@@ -28,6 +28,7 @@ from sklearn.utils.validation import (
 )
 
 from ._backend import (
+    DEVICE_CONSTRAINT,
     AutogradSGD,
     DeviceFeatures,
     Float64Rows,
@@ -436,7 +437,7 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "device": [str, torch.device],
+        "device": DEVICE_CONSTRAINT,
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._backbones import FeatureNetwork, build_backbone
-from ._backend import resolve_device
+from ._backend import DEVICE_CONSTRAINT, resolve_device
 from ._feature_cache import FeatureCache
 from ._images import ImageSource, PreprocessedImages, split_at_to_tensor
 from ._warnings import warn
@@ -221,7 +221,7 @@ class FeatureExtractor(
         "augmentation": [callable, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions(set(_AUTOCAST_DTYPES))],
-        "device": [str, torch.device],
+        "device": DEVICE_CONSTRAINT,
         "num_workers": [
             Interval(Integral, 0, None, closed="left"),
             StrOptions({"auto"}),

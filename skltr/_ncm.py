@@ -15,7 +15,13 @@ import torch
 from scipy.optimize import minimize_scalar
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._backend import DeviceFeatures, Float64Rows, float64_device, iter_row_chunks
+from ._backend import (
+    DEVICE_CONSTRAINT,
+    DeviceFeatures,
+    Float64Rows,
+    float64_device,
+    iter_row_chunks,
+)
 from ._base import BaseLongTailClassifier
 from ._docstrings import fill_doc
 
@@ -105,7 +111,7 @@ class NCMClassifier(BaseLongTailClassifier):
             StrOptions({"auto"}),
             Interval(Real, 0, None, closed="neither"),
         ],
-        "device": [str, torch.device],
+        "device": DEVICE_CONSTRAINT,
     }
 
     def __init__(
