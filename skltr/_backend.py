@@ -276,8 +276,7 @@ class DeviceFeatures:
         whose float32 variance is only rounding.
 
         A chunk's variance is the mean of its centred squares, not
-        ``torch.var_mean``, which on the CPU took 3.7 times as long: at
-        ImageNet-LT size (float32) on 2 cores, 0.38 s against 1.44 s.
+        ``torch.var_mean``, which is several times slower on the CPU.
 
         Returns
         -------
@@ -516,11 +515,9 @@ class Float64Rows:
     """Chunks of rows copied to float64 on ``device``, into one reused buffer.
 
     Scoring works on a float64 copy of each chunk of rows, in place, so the
-    caller's rows are never written to. On the CPU, copying and
-    standardising 20,000 x 2,048 float32 rows took 0.10 s into a fresh
-    tensor, nearly all of it page faults, and 0.02 s into a reused one
-    (NumPy: 0.06 s); so the buffer is allocated once and grows with the
-    chunks. Rows from another device travel in their own precision and
+    caller's rows are never written to. Into a fresh tensor, the copy's
+    time is mostly page faults; so the buffer is allocated once and grows
+    with the chunks. Rows from another device travel in their own precision and
     become float64 on ``device`` (a blocking copy_ across devices would
     convert them on the host and send twice the bytes). A chunk returned is
     valid until the next call.
@@ -622,10 +619,10 @@ def log_softmax_rows(logits):
 
     On the CPU, torch's log-softmax over a last dimension shorter than one
     SIMD vector (16 float32 lanes with AVX-512, 8 with AVX2) runs a scalar
-    loop: 37 us for 512 x 10 logits on 2 AVX-512 cores, against 11 us over
-    the first dimension of the transposed view, whose kernel is vectorised
-    across the rows and gives the same values. From one vector up the last
-    dimension is the faster one (5 against 14 us at 16 classes).
+    loop, several times slower than over the first dimension of the
+    transposed view, whose kernel is vectorised across the rows and gives
+    the same values. From one vector up the last dimension is the faster
+    one.
     """
     if logits.device.type == "cpu" and logits.shape[1] < _CPU_FLOAT32_LANES:
         return torch.log_softmax(logits.T, 0).T
@@ -871,8 +868,7 @@ class CapturedStep:
     """A batch's gather and a step on it, captured once as a CUDA graph.
 
     Launching a step's kernels one by one from Python takes longer than the
-    device takes to run them (about 0.3 ms against 0.16 ms per step at
-    ImageNet-LT size on an H100); a replay is one launch. Batches of another
+    device takes to run them; a replay is one launch. Batches of another
     size (an epoch's last) run eagerly.
 
     Parameters
@@ -985,8 +981,7 @@ def iter_training(
     loss : torch.Tensor
         The summed batch losses of the epoch, on the device: reading it waits
         for the accelerator, so callers read the losses once training ends
-        (at ImageNet-LT size on an H100 an epoch took 0.076 s when each was
-        read at once, 0.054 s otherwise).
+        rather than after each epoch.
     """
     steps = steps_per_epoch(data.n_samples, batch_size)
     batch_size = effective_batch_size(batch_size, data.n_samples)

@@ -138,8 +138,8 @@ def _all_finite(X):
 
     A NaN or an infinity makes the sum non-finite, so the sum decides unless
     it overflowed; only then is every value tested, as scikit-learn does for
-    arrays. Testing every value first took 0.27 s for 50,000 x 2,048 float32
-    rows on 2 CPU cores, against 0.009 s for the sum.
+    arrays. Testing every value first is about thirty times slower than the
+    sum on the CPU.
     """
     total = X.sum(dtype=torch.float32 if X.dtype == torch.float16 else None)
     return bool(torch.isfinite(total)) or bool(torch.isfinite(X).all())

@@ -94,10 +94,8 @@ class GatedAlignmentSGD(ClosedFormSGD):
         d v = mean_i g_i x_i,   d c = mean_i g_i,
         g_i = sigma_i (1 - sigma_i) sum_j G_ij a_ij.
 
-    On 2 CPU cores a step of 256 rows takes 0.18 ms against autograd's 0.46
-    (10 classes, 64 features) and 0.27 against 0.60 (100 classes, 512
-    features): the alignment's steps are small, and autograd's fixed costs
-    were most of DisAlign's own time.
+    The alignment's steps are small, and autograd's fixed costs were most
+    of DisAlign's own time: this step takes under half of autograd's.
 
     The features served are each row's joint logits followed by its
     standardised features.
