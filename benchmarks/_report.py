@@ -1,9 +1,13 @@
 """The table, the JSON of every number, and the figures of one benchmark run."""
 
-import _shift
 import numpy as np
 
 from skltr.metrics import tau_sweep
+
+try:  # python -m benchmarks.<script>, from the repository root
+    from . import _shift
+except ImportError:  # python benchmarks/<script>.py
+    import _shift
 
 WEIGHT_NORM_ROWS = ("Joint", "cRT", "tau-norm", "LWS", "LORT")
 

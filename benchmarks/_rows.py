@@ -1,7 +1,6 @@
 """Every classifier on one set of frozen features: the rows of the table."""
 
 import numpy as np
-from _timing import timed
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -21,6 +20,11 @@ from skltr import (
     WeightBalancedClassifier,
 )
 from skltr.metrics._shot import class_count_table, per_class_accuracy, split_table
+
+try:  # python -m benchmarks.<script>, from the repository root
+    from ._timing import timed
+except ImportError:  # python benchmarks/<script>.py
+    from _timing import timed
 
 
 def logistic_regression_peer(class_weight="balanced", max_iter=1000):

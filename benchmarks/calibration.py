@@ -12,7 +12,6 @@ monotone, or that is fit per class, can change.
 """
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 
@@ -22,8 +21,10 @@ from sklearn.calibration import CalibratedClassifierCV
 from skltr import BalancedSoftmaxClassifier, JointClassifier, LogitAdjustedClassifier
 from skltr.metrics import shot_accuracy, shot_calibration_error
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import _load_features  # noqa: E402
+try:  # python -m benchmarks.<script>, from the repository root
+    from ._data import _load_features
+except ImportError:  # python benchmarks/<script>.py
+    from _data import _load_features
 
 METHODS = (None, "temperature", "sigmoid", "isotonic")
 SPLITS = ("many", "medium", "few", "all")

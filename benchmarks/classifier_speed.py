@@ -36,7 +36,6 @@ many). The table says when a figure is extrapolated.
 """
 
 import argparse
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -61,10 +60,14 @@ from skltr import (
 )
 from skltr.datasets import make_long_tailed_features
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import _load_features  # noqa: E402
-from _rows import logistic_regression_peer  # noqa: E402
-from _timing import timed_calls, timed_fit, timed_fit_against  # noqa: E402
+try:  # python -m benchmarks.<script>, from the repository root
+    from ._data import _load_features
+    from ._rows import logistic_regression_peer
+    from ._timing import timed_calls, timed_fit, timed_fit_against
+except ImportError:  # python benchmarks/<script>.py
+    from _data import _load_features
+    from _rows import logistic_regression_peer
+    from _timing import timed_calls, timed_fit, timed_fit_against
 
 # The classifiers whose fit includes a joint fit and the cross-fitted choice.
 REBALANCERS = (

@@ -18,17 +18,17 @@ does not depend on the weights.
 
 import argparse
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import timed  # noqa: E402
+try:  # python -m benchmarks.<script>, from the repository root
+    from ._timing import timed
+except ImportError:  # python benchmarks/<script>.py
+    from _timing import timed
 
 
 def write_jpegs(directory, n_images, size, seed=0):

@@ -16,9 +16,7 @@
 
 import argparse
 import os
-import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,8 +26,10 @@ from sklearn.pipeline import Pipeline
 from skltr import FeatureExtractor, TauNormClassifier
 from skltr.datasets import make_long_tailed_features
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import timed  # noqa: E402
+try:  # python -m benchmarks.<script>, from the repository root
+    from ._timing import timed
+except ImportError:  # python benchmarks/<script>.py
+    from _timing import timed
 
 TAUS = np.round(np.linspace(0.0, 2.0, 21), 10)
 

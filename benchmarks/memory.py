@@ -30,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import add_size_arguments, save_synthetic_features  # noqa: E402
+try:  # python -m benchmarks.<script>, from the repository root
+    from ._data import add_size_arguments, save_synthetic_features
+except ImportError:  # python benchmarks/<script>.py
+    from _data import add_size_arguments, save_synthetic_features
 
 CLASSIFIERS = ("JointClassifier", "CRTClassifier", "NCMClassifier", "LWSClassifier")
 

@@ -42,13 +42,15 @@ from skltr import (
     TauNormClassifier,
     WeightBalancedClassifier,
 )
-from skltr._logit_adjustment import log_prior
 from skltr.datasets import load_digits_lt, make_long_tailed_features
 from skltr.metrics import tau_sweep
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import _load_features  # noqa: E402
-from _rows import logistic_regression_peer  # noqa: E402
+try:  # python -m benchmarks.<script>, from the repository root
+    from ._data import _load_features
+    from ._rows import logistic_regression_peer
+except ImportError:  # python benchmarks/<script>.py
+    from _data import _load_features
+    from _rows import logistic_regression_peer
 
 # (name, make_long_tailed_features keywords): sizes from a few thousand rows
 # to CIFAR-100-LT's, 20 to 200 classes, ratios 50 and 100, easy to hard.
@@ -131,7 +133,8 @@ def check(X, y, X_test, y_test, seed):
     # Softmax has learnt the prior away; subtracting it again (post-hoc logit
     # adjustment at tau = 1) corrects twice.
     balanced = fitted["Balanced Softmax"]
-    twice = balanced.decision_function(X_test) - log_prior(balanced.class_counts_)
+    prior = balanced.class_counts_ / balanced.class_counts_.sum()
+    twice = balanced.decision_function(X_test) - np.log(prior)
     scores["Balanced Softmax, then logit adjustment"] = balanced_accuracy_score(
         y_test, balanced.classes_[np.argmax(twice, axis=1)]
     )

@@ -34,9 +34,12 @@ from skltr import (
 )
 from skltr.datasets import make_long_tailed_features
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _data import _load_features  # noqa: E402
-from _shift import PRIORS, shifted_test_sets  # noqa: E402
+try:  # python -m benchmarks.<script>, from the repository root
+    from ._data import _load_features
+    from ._shift import PRIORS, shifted_test_sets
+except ImportError:  # python benchmarks/<script>.py
+    from _data import _load_features
+    from _shift import PRIORS, shifted_test_sets
 
 
 def classifiers(seed):

@@ -26,14 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import _data  # noqa: E402
-import _report  # noqa: E402
-import _rows  # noqa: E402
-import _shift  # noqa: E402
-import _stage1  # noqa: E402
-from _timing import timed  # noqa: E402
+try:  # python -m benchmarks.<script>, from the repository root
+    from . import _data, _report, _rows, _shift, _stage1
+    from ._timing import timed
+except ImportError:  # python benchmarks/<script>.py
+    import _data
+    import _report
+    import _rows
+    import _shift
+    import _stage1
+    from _timing import timed
 
 # The test-agnostic protocol's imbalance of the re-sampled test sets (SADE's).
 SHIFT_RATIO = 50

@@ -328,3 +328,19 @@ def test_prior_shift_script_compares_em_strengths_with_known_and_plain():
     for row in rows:
         values = [float(cell) for cell in row.strip(" |").split(" | ")[1:]]
         assert len(values) == 4 and all(0 < v <= 100 for v in values)
+
+
+@pytest.mark.parametrize("script", ["run", "peer_check", "classifier_speed"])
+def test_scripts_run_as_modules_of_the_benchmarks_package(script):
+    # python -m benchmarks.<script> from the repository root finds the
+    # helpers through the package, as python benchmarks/<script>.py finds
+    # them beside the file.
+    result = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{script}", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=RUN.parents[1],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout
