@@ -185,7 +185,7 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
     >>> clf.source_prior_.round(2)
     array([0.81, 0.16, 0.03])
     >>> clf.estimate_target_prior(X).round(2)
-    array([0.81, 0.16, 0.03])
+    array([0.8 , 0.16, 0.04])
     """
 
     _parameter_constraints: dict = {

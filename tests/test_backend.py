@@ -237,7 +237,7 @@ def test_the_joint_classifier_converges_within_its_default_epochs():
         penalty = np.sum(clf.coef_**2) + np.sum(clf.intercept_**2)
         return float(
             torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
-            + 0.5 * clf.weight_decay * penalty
+            + 0.5 * clf.weight_decay_ * penalty
         )
 
     default = JointClassifier(device="cpu", random_state=0).fit(X, y)
