@@ -31,6 +31,10 @@ ROWS = (
 )
 FIGURES = ("weight_norms.png", "tau_sweep.png", "per_class_accuracy.png")
 
+# Slow: each test runs a benchmark script in a subprocess; CI runs them, the quick
+# command does not.
+pytestmark = pytest.mark.slow
+
 
 def run_main_job(*arguments):
     result = subprocess.run(

@@ -13,6 +13,10 @@ distributed = pytest.importorskip(
 )
 from dask.sizeof import sizeof  # noqa: E402
 
+# Slow: a local Dask cluster starts worker processes; CI runs them, the quick command
+# does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def cluster():

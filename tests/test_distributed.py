@@ -44,6 +44,7 @@ def test_one_process_store_equals_transform(images_and_weights, tmp_path):
     JointClassifier(device="cpu", epochs=2).fit(features, labels)
 
 
+@pytest.mark.slow  # torchrun starts two processes
 @pytest.mark.parametrize("layout", ["one_file", "per_process"])
 def test_torchrun_two_processes_write_one_store(images_and_weights, tmp_path, layout):
     paths, weights = images_and_weights

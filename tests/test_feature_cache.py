@@ -80,6 +80,7 @@ def _counting_extractor(weights, memory):
     return extractor
 
 
+@pytest.mark.slow  # extraction in child processes
 def test_two_processes_writing_one_cache_lose_and_corrupt_nothing(
     images_and_weights, tmp_path
 ):
@@ -111,6 +112,7 @@ def test_two_processes_writing_one_cache_lose_and_corrupt_nothing(
     np.testing.assert_allclose(features, fresh, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # extraction in child processes
 def test_a_killed_extraction_resumes_with_what_is_missing(images_and_weights, tmp_path):
     paths, weights = images_and_weights
     memory = tmp_path / "cache"

@@ -11,6 +11,10 @@ from skltr.distributed import FeatureStore
 ray = pytest.importorskip("ray", reason="needs ray: pip install skltr[ray]")
 from ray.util.joblib import register_ray  # noqa: E402
 
+# Slow: a local Ray instance starts worker processes; CI runs them, the quick command
+# does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def ray_instance():
