@@ -94,7 +94,9 @@ def main(argv=None):
     parser.add_argument("--weights", default=None)
     parser.add_argument("--n-images", type=int, default=2000)
     parser.add_argument("--source", choices=["jpeg", "uint8"], default="jpeg")
-    parser.add_argument("--size", type=int, default=256, help="image side, pixels")
+    parser.add_argument(
+        "--image-size", type=int, default=256, help="image side, pixels"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--num-workers", default="auto")
@@ -107,9 +109,9 @@ def main(argv=None):
     workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
     with tempfile.TemporaryDirectory() as directory:
         if args.source == "jpeg":
-            images = write_jpegs(directory, args.n_images, args.size)
+            images = write_jpegs(directory, args.n_images, args.image_size)
         else:
-            images = write_pixels(args.n_images, args.size)
+            images = write_pixels(args.n_images, args.image_size)
         common = dict(
             batch_size=args.batch_size,
             device=args.device,
@@ -150,8 +152,9 @@ def main(argv=None):
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     kind = "JPEGs" if args.source == "jpeg" else "uint8 arrays"
+    side = args.image_size
     print(
-        f"{args.model}, {args.n_images} {kind} of {args.size}x{args.size}, batch "
+        f"{args.model}, {args.n_images} {kind} of {side}x{side}, batch "
         f"{args.batch_size}, {gpu}, {os.cpu_count()} CPUs, workers {workers}\n"
     )
     print("| extraction | images/s | speed-up vs peer | max rel. diff vs peer |")
