@@ -428,18 +428,29 @@ def mean_squared_norm(data, shift=None, scale=None):
     return float(squared.sum())
 
 
+#: Where and from what seed an estimator runs.
+RUN_PARAMETER_CONSTRAINTS = {
+    "device": DEVICE_CONSTRAINT,
+    "random_state": ["random_state"],
+}
+
+#: The settings of an SGD stage (``training_parameters`` in the docstrings).
+SGD_PARAMETER_CONSTRAINTS = {
+    "epochs": [Interval(Integral, 1, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "momentum": [Interval(Real, 0, 1, closed="left")],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "verbose": ["verbose"],
+}
+
+
 class BaseTrainedClassifier(BaseLinearClassifier):
     """A classifier with a minibatch SGD stage on the PyTorch backend."""
 
     _parameter_constraints: dict = {
-        "epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "device": DEVICE_CONSTRAINT,
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
+        **RUN_PARAMETER_CONSTRAINTS,
+        **SGD_PARAMETER_CONSTRAINTS,
     }
 
     def _start_training(self):

@@ -24,7 +24,7 @@ from ._backend import (
     feature_scaled_lr,
     logit_scaled_lr,
 )
-from ._base import LinearScores, to_numpy
+from ._base import SGD_PARAMETER_CONSTRAINTS, LinearScores, to_numpy
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import make_sampler
@@ -279,6 +279,7 @@ class DisAlignClassifier(BaseRebalancer):
 
     _parameter_constraints: dict = {
         **BaseRebalancer._parameter_constraints,
+        **SGD_PARAMETER_CONSTRAINTS,
         "rho": [Interval(Real, 0, None, closed="left")],
     }
 

@@ -119,15 +119,9 @@ class LogitAdjustedClassifier(BaseRebalancer):
     (21,)
     """
 
-    # No training of its own: the re-balancers' constraints less the SGD
-    # settings it does not have.
+    # No training of its own, so no SGD settings.
     _parameter_constraints: dict = {
-        **{
-            name: constraint
-            for name, constraint in BaseRebalancer._parameter_constraints.items()
-            if name
-            not in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "verbose")
-        },
+        **BaseRebalancer._parameter_constraints,
         "tau": [StrOptions({"auto"}), Real],
         "tau_grid": [None, "array-like"],
     }

@@ -27,7 +27,7 @@ from ._backend import (
     iter_training,
     steps_per_epoch,
 )
-from ._base import mean_squared_norm, to_numpy
+from ._base import SGD_PARAMETER_CONSTRAINTS, mean_squared_norm, to_numpy
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, BaseRebalancer, child_rng
 from ._sampling import make_sampler
@@ -192,6 +192,7 @@ class LORTClassifier(BaseRebalancer):
 
     _parameter_constraints: dict = {
         **BaseRebalancer._parameter_constraints,
+        **SGD_PARAMETER_CONSTRAINTS,
         "smoothing": [Interval(Real, 0, 1, closed="both")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "lr": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],

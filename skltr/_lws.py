@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ._backend import ClassScaleSGD, DeviceFeatures, logit_scaled_lr
-from ._base import to_numpy
+from ._base import SGD_PARAMETER_CONSTRAINTS, to_numpy
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import check_sampling, make_sampler
@@ -126,6 +126,7 @@ default="class"
 
     _parameter_constraints: dict = {
         **BaseRebalancer._parameter_constraints,
+        **SGD_PARAMETER_CONSTRAINTS,
         "sampling": [str, Real],
     }
 

@@ -29,7 +29,11 @@ from ._backend import (
     host_rows,
     iter_row_chunks,
 )
-from ._base import BaseTrainedClassifier, validate_features
+from ._base import (
+    RUN_PARAMETER_CONSTRAINTS,
+    BaseTrainedClassifier,
+    validate_features,
+)
 from ._docstrings import fill_doc
 from ._joint import JointClassifier
 from ._selection import (
@@ -136,8 +140,9 @@ class BaseRebalancer(BaseTrainedClassifier):
     (``_chooses_knob``), so that no folds are fit for nothing.
     """
 
+    # A subclass with an SGD stage of its own adds SGD_PARAMETER_CONSTRAINTS.
     _parameter_constraints: dict = {
-        **BaseTrainedClassifier._parameter_constraints,
+        **RUN_PARAMETER_CONSTRAINTS,
         "joint": [None, HasMethods(["fit", "predict"]), torch.nn.Linear, tuple, list],
         "memory": [None, str, HasMethods(["cache"])],
         # An int >= 2, a splitter, an iterable of splits, or None.

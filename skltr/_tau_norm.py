@@ -15,6 +15,7 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 
 from ._backend import feature_scaled_lr
+from ._base import SGD_PARAMETER_CONSTRAINTS
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import make_sampler
@@ -125,6 +126,7 @@ class TauNormClassifier(BaseRebalancer):
 
     _parameter_constraints: dict = {
         **BaseRebalancer._parameter_constraints,
+        **SGD_PARAMETER_CONSTRAINTS,
         "tau": [StrOptions({"auto", "learn"}), Real],
         "tau_grid": [None, "array-like"],
     }

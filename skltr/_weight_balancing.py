@@ -25,7 +25,7 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._backend import DeviceFeatures, train_minibatch
-from ._base import LinearScores, to_numpy
+from ._base import SGD_PARAMETER_CONSTRAINTS, LinearScores, to_numpy
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, TRAINING_REMEDY, BaseRebalancer, child_rng
 from ._sampling import make_sampler
@@ -190,6 +190,7 @@ class WeightBalancedClassifier(BaseRebalancer):
 
     _parameter_constraints: dict = {
         **BaseRebalancer._parameter_constraints,
+        **SGD_PARAMETER_CONSTRAINTS,
         "weight_decay": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "weight_decay_grid": ["array-like"],
         "radius_fraction": [Interval(Real, 0, 1, closed="both")],
