@@ -679,6 +679,13 @@ class ClosedFormSGD:
         self.set_lr_factor(lr_factor)
         return self.update(features, labels, weights)
 
+    def momentum_step(self, param, velocity, grad, step):
+        """The heavy ball of :class:`torch.optim.SGD`, in place: ``velocity``
+        becomes ``momentum * velocity + grad``, and ``param`` moves by
+        ``step`` (negative) times it."""
+        velocity.mul_(self.momentum).add_(grad)
+        param.addcmul_(velocity, step)
+
     def cross_entropy_gradient(self, logits, labels, weights=None):
         """The batch's mean cross-entropy, and its gradient in ``logits`` times n.
 
@@ -808,8 +815,7 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
             (self.weight, self.velocity_weight, grad_weight, self._steps[0]),
             (self.bias, self.velocity_bias, grad_bias, self._steps[1]),
         ):
-            velocity.mul_(self.momentum).add_(grad_param)
-            param.addcmul_(velocity, step)
+            self.momentum_step(param, velocity, grad_param, step)
         return loss
 
 
@@ -859,8 +865,7 @@ class ClassScaleSGD(ClosedFormSGD):
             .div_(n)
             .add_(self.scales, alpha=self.weight_decay)
         )
-        self.velocity.mul_(self.momentum).add_(grad_scales)
-        self.scales.addcmul_(self.velocity, self._steps)
+        self.momentum_step(self.scales, self.velocity, grad_scales, self._steps)
         return loss
 
 

@@ -162,8 +162,7 @@ class GatedAlignmentSGD(ClosedFormSGD):
             self.params, self.velocities, grads, self._steps, strict=True
         ):
             grad_param = grad_param.div_(n).add_(param, alpha=self.weight_decay)
-            velocity.mul_(self.momentum).add_(grad_param)
-            param.addcmul_(velocity, step)
+            self.momentum_step(param, velocity, grad_param, step)
         return loss
 
 
