@@ -142,11 +142,21 @@ def test_a_store_of_several_files_indexes_as_one_array(gaussian_features, tmp_pa
     ids=lambda e: type(e).__name__,
 )
 def test_classifiers_train_on_several_files_as_on_the_array(
-    gaussian_features, tmp_path, estimator
+    gaussian_features, tmp_path, estimator, monkeypatch
 ):
     X, y = gaussian_features
     store = open_feature_store(write_store(X, tmp_path / "store", n_files=3))
+    served = []
+    original = DeviceFeatures.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        served.append(self.resident)
+
+    monkeypatch.setattr(DeviceFeatures, "__init__", recording_init)
     on_store = clone(estimator).fit(store, y)
+    # The fit read the files a batch at a time: nothing was made resident.
+    assert served and not any(served)
     on_array = clone(estimator).fit(X, y)
     # Streamed from the files, never made one array: the same model.
     for name in ("coef_", "intercept_", "centroids_"):
