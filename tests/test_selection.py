@@ -353,3 +353,40 @@ def test_a_head_handed_in_without_validation_data_warns_where_training_cannot_ch
     assert clf.chosen_on_ == "training data"
     # The warning points at the line that called fit, not into skltr.
     assert {record.filename for record in w} == {__file__}
+
+
+@pytest.fixture(scope="module")
+def fits_perfectly():
+    """More dimensions than the tail has samples: the joint fit is perfect."""
+    X, _, y, _ = make_long_tailed_features(
+        300, 128, 10, imbalance_ratio=20, random_state=0
+    )
+    return X, y, JointClassifier(**CPU).fit(X, y)
+
+
+def test_choosing_on_a_perfectly_fit_training_set_warns(fits_perfectly):
+    X, y, joint = fits_perfectly
+    assert balanced_accuracy_score(y, joint.predict(X)) == 1.0
+    match = "every training sample correctly.*held-out data"
+    with pytest.warns(
+        KnobSelectionWarning, match="candidates \\(tau = 0, 0.1, .*" + match
+    ) as tau:
+        clf = TauNormClassifier(joint=joint, **CPU).fit(X, y)
+    assert clf.tau_ == 0.0 and clf.tau_scores_[0] == 1.0
+    with pytest.warns(
+        KnobSelectionWarning, match="candidates \\(epochs 0, 1.*" + match
+    ) as lort:
+        lort_clf = LORTClassifier(joint=joint, **CPU).fit(X, y)
+    assert lort_clf.best_epoch_ == 0
+    # The warnings point at the line that called fit, not into skltr.
+    assert {record.filename for record in [*tau, *lort]} == {__file__}
+    search = GridSearchCV(
+        TauNormClassifier(joint=FrozenEstimator(joint), **CPU), {"tau": ["auto"]}, cv=2
+    )
+    with pytest.warns(KnobSelectionWarning, match=match) as in_search:
+        search.fit(X, y)
+    assert {record.filename for record in in_search} == {__file__}
+    # A tau given, not chosen: nothing to warn about.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TauNormClassifier(tau=0.5, joint=joint, **CPU).fit(X, y)
