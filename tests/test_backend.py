@@ -113,7 +113,7 @@ def test_class_scale_step_takes_the_steps_of_autograd_sgd():
 @pytest.mark.parametrize("lanes", [0, 16])
 def test_log_softmax_rows_is_torchs_whichever_kernel_runs(monkeypatch, lanes):
     # With 16 lanes, fewer than 16 classes go through the transposed view.
-    monkeypatch.setattr(skltr._backend, "_CPU_FLOAT32_LANES", lanes)
+    monkeypatch.setattr(skltr._backend._steps, "_CPU_FLOAT32_LANES", lanes)
     generator = torch.Generator().manual_seed(0)
     for n_classes in (2, 10, 16, 40):
         logits = 5 * torch.randn(300, n_classes, generator=generator)
@@ -163,8 +163,9 @@ def test_top_eigenvalue_when_the_top_of_the_spectrum_is_crowded(monkeypatch, chu
     assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
     # E[x x^T] is summed a chunk of rows at a time: small chunks, same value.
     with monkeypatch.context() as patch:
-        chunks_of(70, skltr._backend, patch)
+        passes = chunks_of(70, skltr._backend._features, patch)
         assert data.top_eigenvalue(rng) == pytest.approx(exact, rel=1e-3)
+        assert passes  # the small chunks were taken
     # Rows spanning fewer directions than the features end the iteration early.
     low_rank = X[:, :3] @ rng.normal(size=(3, 256)).astype(np.float32)
     exact = np.linalg.eigvalsh(low_rank.T.astype(np.float64) @ low_rank / 3000)[-1]
@@ -182,7 +183,7 @@ def test_moments_merge_chunks_exactly_enough(chunks_of, tmp_path):
     X = (1000.0 + 0.1 * rng.normal(size=(1030, 6))).astype(np.float32)
     expected_mean = X.mean(axis=0, dtype=np.float64)
     expected_var = X.astype(np.float64).var(axis=0)
-    chunks_of(100, skltr._backend)
+    passes = chunks_of(100, skltr._backend._features)
     mapped = np.lib.format.open_memmap(
         tmp_path / "X.npy", mode="w+", dtype=X.dtype, shape=X.shape
     )
@@ -195,6 +196,7 @@ def test_moments_merge_chunks_exactly_enough(chunks_of, tmp_path):
         np.testing.assert_allclose(var, expected_var, rtol=1e-4)
         # The rows are centred in a copy, never in the caller's memory.
         np.testing.assert_array_equal(np.asarray(features), given)
+    assert passes  # the small chunks were taken
 
 
 def test_standardised_rows_are_served_as_x_minus_mean_over_scale():

@@ -68,10 +68,11 @@ def test_ncm_means_are_the_same_resident_streamed_and_in_any_precision(
     # Streamed from a memory map, a few rows at a time: the class sums of
     # every chunk add up to the same means.
     np.save(tmp_path / "X.npy", X)
-    chunks_of(7, skltr._backend)
+    passes = chunks_of(7, skltr._backend._features)
     streamed = NCMClassifier(device="cpu").fit(
         np.load(tmp_path / "X.npy", mmap_mode="r"), y
     )
+    assert passes  # the small chunks were taken
     np.testing.assert_allclose(streamed.centroids_, exact.centroids_, atol=1e-12)
     np.testing.assert_allclose(streamed.feature_mean_, exact.feature_mean_, atol=1e-12)
     assert streamed.temperature_ == pytest.approx(exact.temperature_, rel=1e-6)
