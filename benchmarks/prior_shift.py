@@ -81,26 +81,27 @@ def main(argv=None):
     cells = {(prior, column): [] for prior in PRIORS for column in columns}
     counts = np.bincount(y)
     for name, estimator in classifiers(args.seed).items():
-        estimator.fit(X, y)
+        frozen = FrozenEstimator(estimator.fit(X, y))
+        # EM's adjustments do not depend on the test set: fit once each.
+        em = {
+            f"EM, strength {s:g}": PriorAdjustedClassifier(
+                frozen, em_prior_strength=s
+            ).fit(X, y)
+            for s in strengths
+        }
         for seed in range(args.seeds):
             sets = shifted_test_sets(y_test, counts, ratio=50, seed=seed)
             for prior_name, (rows, prior) in sets.items():
                 X_set, y_set = X_test[rows], y_test[rows]
-                # The parameters of PriorAdjustedClassifier for each column.
-                adjustments = {"known": {"target_prior": prior}}
-                adjustments.update(
-                    {f"EM, strength {s:g}": {"em_prior_strength": s} for s in strengths}
-                )
                 cells[prior_name, "plain"].append(
                     np.mean(estimator.predict(X_set) == y_set)
                 )
-                for column, params in adjustments.items():
-                    adjusted = PriorAdjustedClassifier(
-                        FrozenEstimator(estimator), **params
-                    ).fit(X, y)
+                known = PriorAdjustedClassifier(frozen, target_prior=prior)
+                adjusted = {"known": known.fit(X, y), **em}
+                for column, classifier in adjusted.items():
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", ConvergenceWarning)
-                        predicted = adjusted.predict(X_set)
+                        predicted = classifier.predict(X_set)
                     cells[prior_name, column].append(np.mean(predicted == y_set))
         print(f"fitted and scored {name}", file=sys.stderr, flush=True)
     print("| test prior | " + " | ".join(columns) + " |")
