@@ -23,6 +23,7 @@ import argparse
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -152,12 +153,12 @@ def main(argv=None):
     parser.add_argument("--no-digits", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    problems = [] if args.no_gaussians else list(GAUSSIANS)
-    problems += (
-        []
-        if args.no_digits
-        else [(name, ("digits", keywords)) for name, keywords in DIGITS]
-    )
+    # (name, a features file, or a loader of (X, X_test, y, y_test)).
+    problems = []
+    if not args.no_gaussians:
+        problems += [(n, partial(make_long_tailed_features, **k)) for n, k in GAUSSIANS]
+    if not args.no_digits:
+        problems += [(n, partial(load_digits_lt, **k)) for n, k in DIGITS]
     problems += [(str(path.name), path) for path in args.features]
     columns = [
         "peer",
@@ -170,15 +171,11 @@ def main(argv=None):
     margins = []
     for name, source in problems:
         start = time.perf_counter()
-        if isinstance(source, dict):
-            X, X_test, y, y_test = make_long_tailed_features(
-                **source, random_state=args.seed
-            )
-        elif isinstance(source, tuple):
-            X, X_test, y, y_test = load_digits_lt(**source[1], random_state=args.seed)
-        else:
+        if isinstance(source, Path):
             train, test, _ = _load_features(source)
             X, y, X_test, y_test = train.X, train.y, test.X, test.y
+        else:
+            X, X_test, y, y_test = source(random_state=args.seed)
         scores = check(X, y, X_test, y_test, args.seed)
         margin = min(scores[r] for r in REBALANCERS) - scores["peer"]
         margins.append(margin)
