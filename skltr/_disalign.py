@@ -24,12 +24,13 @@ from ._backend import (
     feature_scaled_lr,
     logit_scaled_lr,
 )
-from ._base import SGD_PARAMETER_CONSTRAINTS, LinearScores, to_numpy
 from ._docstrings import fill_doc
+from ._linear import LinearScores
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import make_sampler
 from ._selection import TRAINING_DATA
 from ._softmax_regression import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
+from ._trained import SGD_PARAMETER_CONSTRAINTS, to_numpy
 
 # The reference trains 10 epochs; the parameters here are learned on
 # precomputed logits and features, so more epochs cost little, as for LWS.

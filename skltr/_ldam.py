@@ -18,7 +18,6 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval
 
 from ._backend import Float64Rows, feature_scaled_lr
-from ._base import BaseTrainedClassifier, mean_squared_norm, to_numpy
 from ._docstrings import fill_doc
 from ._sampling import make_sampler
 from ._softmax_regression import (
@@ -26,6 +25,7 @@ from ._softmax_regression import (
     DEFAULT_EPOCHS,
     DEFAULT_WEIGHT_DECAY,
 )
+from ._trained import BaseTrainedClassifier, mean_squared_norm, to_numpy
 from ._weights import DEFAULT_BETA, effective_number_weights, training_weights
 
 # The reference (CIFAR-LT): s = 30, largest margin 0.5, class-balanced

@@ -27,7 +27,6 @@ from ._backend import (
     iter_training,
     steps_per_epoch,
 )
-from ._base import SGD_PARAMETER_CONSTRAINTS, mean_squared_norm, to_numpy
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, BaseRebalancer, child_rng
 from ._sampling import make_sampler
@@ -38,6 +37,7 @@ from ._selection import (
     mean_per_class_accuracy,
 )
 from ._softmax_regression import DEFAULT_BATCH_SIZE
+from ._trained import SGD_PARAMETER_CONSTRAINTS, mean_squared_norm, to_numpy
 
 _EPOCHS = 30
 _PATIENCE = 5

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from ._backend import ClassScaleSGD, DeviceFeatures, logit_scaled_lr
-from ._base import SGD_PARAMETER_CONSTRAINTS, to_numpy
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import check_sampling, make_sampler
 from ._selection import TRAINING_DATA
 from ._softmax_regression import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
+from ._trained import SGD_PARAMETER_CONSTRAINTS, to_numpy
 
 # The scales are learned on precomputed logits, C numbers a row, so an epoch
 # costs little beside the joint fits. Measured with 2-fold cross-fitting

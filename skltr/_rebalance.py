@@ -29,11 +29,6 @@ from ._backend import (
     host_rows,
     iter_row_chunks,
 )
-from ._base import (
-    RUN_PARAMETER_CONSTRAINTS,
-    BaseTrainedClassifier,
-    validate_features,
-)
 from ._docstrings import fill_doc
 from ._joint import JointClassifier
 from ._selection import (
@@ -50,6 +45,8 @@ from ._selection import (
     take_rows,
 )
 from ._softmax_regression import resolve_weight_decay
+from ._trained import RUN_PARAMETER_CONSTRAINTS, BaseTrainedClassifier
+from ._validation import validate_features
 from ._warnings import warn
 from ._weights import (
     check_class_totals,

@@ -25,7 +25,7 @@ import torch
 from sklearn.model_selection import check_cv
 
 from ._backend import feature_rows, float64_device, iter_row_chunks
-from ._base import LinearScores, unstandardised_head
+from ._linear import LinearScores, unstandardised_head
 
 #: The tau candidates of tau-norm and logit adjustment: 0.0, 0.1, ..., 2.0,
 #: the Decoupling paper's sweep.

@@ -12,9 +12,9 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseTrainedClassifier, to_numpy
 from ._docstrings import fill_doc
 from ._sampling import final_power
+from ._trained import BaseTrainedClassifier, to_numpy
 from ._weights import estimator_class_weights, training_weights
 
 # Joint's training (and the batch size and weight decay the others share): a

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ._backend import float64_device
-from ._base import LinearScores
+from ._linear import LinearScores
 from ._selection import count_correct
 
 

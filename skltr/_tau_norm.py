@@ -15,12 +15,12 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 
 from ._backend import feature_scaled_lr
-from ._base import SGD_PARAMETER_CONSTRAINTS
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import make_sampler
 from ._softmax_regression import DEFAULT_BATCH_SIZE
 from ._tau import correct_by_tau, tau_normalize
+from ._trained import SGD_PARAMETER_CONSTRAINTS
 from ._weights import within_class_mean_one
 
 _LEARN_EPOCHS = 10

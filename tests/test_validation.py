@@ -19,7 +19,7 @@ from skltr import (
     WeightBalancedClassifier,
 )
 from skltr._backend import feature_scaled_lr, logit_scaled_lr, resolve_device
-from skltr._base import validate_features
+from skltr._validation import validate_features
 
 CLASSIFIERS = [
     JointClassifier(device="cpu", epochs=2),

@@ -7,10 +7,11 @@ from sklearn.utils._param_validation import HasMethods, Interval, validate_param
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .._backend import scoring_device
-from .._base import BaseLinearClassifier, validate_features
 from .._docstrings import fill_doc
+from .._linear import BaseLinearClassifier
 from .._selection import DEFAULT_TAU_GRID
 from .._tau import correct_by_tau
+from .._validation import validate_features
 from ._scorer import final_estimator, training_counts
 from ._shot import SPLITS, class_count_table, split_table
 
