@@ -21,9 +21,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._backbones import FeatureNetwork, build_backbone
+from ._backbones import build_backbone
 from ._backend import DEVICE_CONSTRAINT, resolve_device
 from ._feature_cache import FeatureCache
+from ._feature_network import FeatureNetwork
 from ._images import ImageSource, PreprocessedImages, split_at_to_tensor
 from ._warnings import warn
 from .exceptions import FallbackWarning

@@ -139,7 +139,7 @@ def test_layer_takes_a_named_module_averaged_over_space():
 def test_layer_capture_is_per_thread():
     # One thread's forward must not end another's capture of the layer: the
     # first thread is held before the layer until the second has finished.
-    from skltr._backbones import FeatureNetwork
+    from skltr._feature_network import FeatureNetwork
 
     entered, finished = threading.Event(), threading.Event()
 
