@@ -28,7 +28,7 @@ from ._docstrings import fill_doc
 from ._linear import LinearScores
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import make_sampler
-from ._selection import TRAINING_DATA
+from ._selection import TRAINING_DATA, warn_if_nothing_to_correct
 from ._softmax_regression import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
 from ._trained import SGD_PARAMETER_CONSTRAINTS, to_numpy
 
@@ -320,7 +320,7 @@ class DisAlignClassifier(BaseRebalancer):
             X, y, knob_data, device, sample_weight, features=True
         )
         if self.chosen_on_ == TRAINING_DATA:
-            self._warn_if_nothing_to_correct(logits, labels, "alignment")
+            warn_if_nothing_to_correct(self, logits, labels, "alignment")
         n_classes, n_features = logits.shape[1], rows.shape[1]
         scale = torch.ones(n_classes, device=device)
         bias = torch.zeros(n_classes, device=device)

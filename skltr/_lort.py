@@ -35,6 +35,7 @@ from ._selection import (
     TRAINING_DATA,
     ScoringSet,
     mean_per_class_accuracy,
+    warn_if_training_cannot_choose,
 )
 from ._softmax_regression import DEFAULT_BATCH_SIZE
 from ._trained import SGD_PARAMETER_CONSTRAINTS, mean_squared_norm, to_numpy
@@ -262,7 +263,8 @@ class LORTClassifier(BaseRebalancer):
         self.path_scores_ = np.asarray(scores)
         self.best_epoch_ = best
         if self.chosen_on_ == TRAINING_DATA:
-            self._warn_if_training_cannot_choose(
+            warn_if_training_cannot_choose(
+                self,
                 self.path_scores_,
                 lambda tied: "epochs " + ", ".join(map(str, tied)),
                 "where to stop",

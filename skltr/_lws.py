@@ -15,7 +15,7 @@ from ._backend import ClassScaleSGD, DeviceFeatures, logit_scaled_lr
 from ._docstrings import fill_doc
 from ._rebalance import DEFAULT_CV, BaseRebalancer
 from ._sampling import check_sampling, make_sampler
-from ._selection import TRAINING_DATA
+from ._selection import TRAINING_DATA, warn_if_nothing_to_correct
 from ._softmax_regression import DEFAULT_BATCH_SIZE, DEFAULT_WEIGHT_DECAY
 from ._trained import SGD_PARAMETER_CONSTRAINTS, to_numpy
 
@@ -168,7 +168,7 @@ default="class"
             X, y, knob_data, device, sample_weight
         )
         if self.chosen_on_ == TRAINING_DATA:
-            self._warn_if_nothing_to_correct(logits, labels, "scales")
+            warn_if_nothing_to_correct(self, logits, labels, "scales")
         scales = torch.ones(len(self.classes_), device=device)
         # The scales act on the logits as weights act on features: the step
         # is divided by the mean squared logit.

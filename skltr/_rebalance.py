@@ -1,36 +1,29 @@
 """What the re-balancers share: a stage-1 (joint) classifier and a knob to choose.
 
-The joint classifier is fit here, or handed in by the user as a fitted
-:class:`JointClassifier`, a ``torch.nn.Linear`` or a ``(coef, intercept)``
-pair; with ``memory`` set, fitting it is cached so a grid search over the
-re-balancing parameters fits it once per fold. The re-balancing knob is
+:class:`BaseRebalancer` is a template: ``fit`` validates the data, decides
+where the re-balancing knob is chosen, fits or reads the joint classifier
+(``_stage1``) and hands both to the subclass's ``_rebalance``. The knob is
 chosen on held-out predictions (``_selection``): cross-fitted joint
 classifiers when the joint classifier is fit here, validation data when
 given, the training set otherwise.
 """
 
-import hashlib
 import itertools
 from abc import abstractmethod
 
 import numpy as np
 import torch
-from sklearn.base import _fit_context, clone
-from sklearn.exceptions import NotFittedError
-from sklearn.frozen import FrozenEstimator
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_memory
 
 from ._backend import (
     DeviceFeatures,
     feature_rows,
     float64_device,
-    host_rows,
     iter_row_chunks,
 )
 from ._docstrings import fill_doc
-from ._joint import JointClassifier
 from ._selection import (
     CROSS_FITTING,
     TRAINING_DATA,
@@ -43,87 +36,27 @@ from ._selection import (
     held_out_folds,
     mean_per_class_accuracy,
     take_rows,
+    warn_if_training_cannot_choose,
 )
-from ._softmax_regression import resolve_weight_decay
+from ._stage1 import fit_stage1, given_head, stage1_estimator, unwrapped
 from ._trained import RUN_PARAMETER_CONSTRAINTS, BaseTrainedClassifier
 from ._validation import validate_features
-from ._warnings import warn
 from ._weights import (
     check_class_totals,
     checked_sample_weight,
     mean_one,
     within_class_mean_one,
 )
-from .exceptions import KnobSelectionWarning
 
 #: Folds of the cross-fitted choice. Two keep the fold fits, each on half
 #: the data, to about one joint fit in all; three and five chose the same
 #: knobs on the problems measured (docs/performance.md).
 DEFAULT_CV = 2
 
-#: With ``refit="warm"``, the joint classifier fit on all the data after
-#: cross-fitting starts from the mean of the fold heads, as
-#: LogisticRegressionCV's refit starts from the mean of its folds'
-#: coefficients, and trains a third of the epochs at a quarter of the step:
-#: it starts near the optimum of a convex loss, and a full step would carry
-#: it away again. On 9 problems x 2 seeds it kept the held-out accuracy of
-#: the fit from zero (0.1 to 0.4 points above on average for every
-#: re-balancer) at a third of its cost (docs/performance.md).
-REFIT_EPOCH_DIVISOR = 3
-REFIT_LR_DIVISOR = 4
-
-
-#: What to do when the training set cannot choose a knob.
-TRAINING_REMEDY = (
-    "Choose on held-out data instead: pass validation data, "
-    "fit(X, y, X_val=X_val, y_val=y_val), or let the estimator fit its own "
-    "joint classifier (joint=None or an unfitted JointClassifier) with cv "
-    "set, which cross-fits it."
-)
-
 
 def child_rng(rng):
     """An independent generator drawn from ``rng``."""
     return np.random.default_rng(rng.integers(2**63 - 1))
-
-
-def _fit_joint(joint, X, y, sample_weight, data_key, start=None):
-    # Module-level so that joblib.Memory can cache it. X, y and the weights
-    # are left out of its hash and ``data_key`` stands for them: SHA-1 runs
-    # 2.5 times faster than joblib's MD5 of the pickled arrays, which was a
-    # quarter of a 21-tau grid search (one lookup per candidate and fold).
-    # ``start`` (small) is hashed with the joint classifier's parameters.
-    return _fit_weighted(joint, X, y, sample_weight, start)
-
-
-def _fit_weighted(joint, X, y, sample_weight, start=None):
-    # Only the fit parameters in use are passed: a subclass of
-    # JointClassifier that overrides fit(X, y) keeps working where neither
-    # weights nor a warm start are asked for.
-    fit_params = {}
-    if sample_weight is not None:
-        fit_params["sample_weight"] = sample_weight
-    if start is not None:
-        fit_params["coef_init"], fit_params["intercept_init"] = start
-    return joint.fit(X, y, **fit_params)
-
-
-def _data_key(X, y, sample_weight=None):
-    """SHA-1 of the arrays' dtypes, shapes and values, a chunk of rows at a time.
-
-    A tensor is read a chunk at a time from its device; it gets another key
-    than an array of the same values.
-    """
-    digest = hashlib.sha1()
-    arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
-    for array in arrays:
-        dtype = array.dtype if isinstance(array, torch.Tensor) else array.dtype.str
-        digest.update(f"{dtype}{tuple(array.shape)}".encode())
-        width = array.shape[1] if array.ndim == 2 else 1
-        for rows in iter_row_chunks(len(array), width):
-            chunk = np.ascontiguousarray(host_rows(array, rows))
-            digest.update(memoryview(chunk).cast("B"))
-    return digest.hexdigest()
 
 
 class BaseRebalancer(BaseTrainedClassifier):
@@ -280,56 +213,6 @@ default=None
         ``sample_weight`` (mean 1) may be None.
         """
 
-    def _stage1_estimator(self):
-        """The :class:`JointClassifier` this fit trains, or None for a fitted head."""
-        joint = self.joint
-        if isinstance(joint, FrozenEstimator):
-            joint = joint.estimator
-        if joint is None:
-            return JointClassifier(device=self.device, random_state=self.random_state)
-        if isinstance(joint, JointClassifier):
-            try:
-                check_is_fitted(joint)
-            except NotFittedError:
-                return joint
-        return None
-
-    def _fit_stage1(self, X, y, sample_weight=None, folds=(), *, n_full=None):
-        """A clone of the stage-1 estimator fit on ``X``, encoded ``y`` and weights.
-
-        With ``refit="warm"`` and cross-fitted ``folds``, the fit starts from
-        the mean of their heads and is shorter (``REFIT_EPOCH_DIVISOR``).
-        A fold's fit gives ``n_full``, the size of the whole training set:
-        ``weight_decay="auto"`` then takes the penalty of the joint
-        classifier fit on all of it, so that the folds' heads, whose weights
-        the knob is chosen on, are regularised as the head it is applied to.
-        With ``memory`` set, the fit is cached, keyed by the data's hash: a
-        grid search over the re-balancing parameters, or another re-balancer
-        on the same data, finds the joint fits (fold fits included) already
-        made.
-        """
-        joint = clone(self._stage1_estimator())
-        if n_full is not None and joint.get_params().get("weight_decay") == "auto":
-            joint.set_params(weight_decay=resolve_weight_decay("auto", n_full))
-        start = None
-        if folds and self.refit == "warm":
-            heads = [fold.head.on_features_as_given() for fold in folds]
-            start = tuple(
-                np.mean(weights, axis=0) for weights in zip(*heads, strict=True)
-            )
-            joint.set_params(
-                epochs=-(-joint.epochs // REFIT_EPOCH_DIVISOR),
-                lr=joint.lr / REFIT_LR_DIVISOR,
-            )
-        if self.memory is None:
-            # No cache to look up, so no key: hashing ImageNet-LT-size
-            # features takes a second.
-            return _fit_weighted(joint, X, y, sample_weight, start)
-        fit = check_memory(self.memory).cache(
-            _fit_joint, ignore=["X", "y", "sample_weight"]
-        )
-        return fit(joint, X, y, sample_weight, _data_key(X, y, sample_weight), start)
-
     def _fit_joint_head(self, X, y, sample_weight=None, folds=()):
         """Set ``joint_coef_``, ``joint_intercept_`` and the feature scaling.
 
@@ -351,34 +234,14 @@ default=None
         self.feature_mean_, self.feature_scale_ = mean, scale
 
     def _joint_head(self, X, y, sample_weight, folds):
-        joint = self.joint
-        if isinstance(joint, FrozenEstimator):
-            joint = joint.estimator
-        if isinstance(joint, torch.nn.Linear):
-            coef = joint.weight.detach().cpu().numpy()
-            intercept = (
-                np.zeros(joint.out_features, dtype=np.float32)
-                if joint.bias is None
-                else joint.bias.detach().cpu().numpy()
-            )
-            return coef.astype(np.float32), intercept.astype(np.float32), None, None
-        if isinstance(joint, (tuple, list)):
-            if len(joint) != 2:
-                raise ValueError(
-                    "joint as a pair must be (coef, intercept); got a sequence of "
-                    f"length {len(joint)}."
-                )
-            coef, intercept = (np.asarray(a, dtype=np.float32) for a in joint)
-            return coef, intercept, None, None
-        if joint is not None and not isinstance(joint, JointClassifier):
-            raise ValueError(
-                "joint must be None, a JointClassifier, a torch.nn.Linear or a "
-                f"(coef, intercept) pair; got {type(joint).__name__}."
-            )
+        given = given_head(self.joint)
+        if given is not None:
+            return *given, None, None
         if self._stage1_estimator() is not None:
             joint = self._fit_stage1(X, y, sample_weight, folds)
             classes = np.arange(len(self.classes_))
         else:
+            joint = unwrapped(self.joint)
             classes = self.classes_
         if not np.array_equal(joint.classes_, classes):
             raise ValueError(
@@ -386,6 +249,25 @@ default=None
                 f"but y has the classes {self.classes_}; they must be the same."
             )
         return joint.coef_, joint.intercept_, joint.feature_mean_, joint.feature_scale_
+
+    def _stage1_estimator(self):
+        """The :class:`JointClassifier` this fit trains, or None for a fitted head."""
+        return stage1_estimator(
+            self.joint, device=self.device, random_state=self.random_state
+        )
+
+    def _fit_stage1(self, X, y, sample_weight=None, folds=(), *, n_full=None):
+        """The stage-1 estimator fit on these rows (see :func:`fit_stage1`)."""
+        return fit_stage1(
+            self._stage1_estimator(),
+            X,
+            y,
+            sample_weight,
+            memory=self.memory,
+            folds=folds,
+            refit=self.refit,
+            n_full=n_full,
+        )
 
     def _full_head(self):
         """The joint head fit on all the training data (after ``_fit_joint_head``)."""
@@ -460,7 +342,8 @@ default=None
         self.tau_scores_ = mean_per_class_accuracy(correct, scored)
         self.tau_grid_ = grid
         if self.chosen_on_ == TRAINING_DATA:
-            self._warn_if_training_cannot_choose(
+            warn_if_training_cannot_choose(
+                self,
                 self.tau_scores_,
                 lambda tied: "tau = " + ", ".join(f"{grid[i]:g}" for i in tied),
                 "tau",
@@ -556,44 +439,3 @@ default=None
             scale=self.feature_scale_,
             sample_weight=sample_weight,
         )
-
-    def _warn_if_training_cannot_choose(self, scores, describe, what):
-        """Warn when several candidates classify the whole training set right.
-
-        ``scores`` are the candidates' mean per-class training accuracies, and
-        the first best one is kept. When the joint classifier fits the
-        training set perfectly, which is common when the features have more
-        dimensions than the tail classes have samples, several candidates
-        score 1 and the training set cannot choose between them.
-        ``describe(indices)`` names the candidates.
-        """
-        perfect = np.flatnonzero(np.asarray(scores) >= 1.0)
-        if len(perfect) > 1:
-            warn(
-                f"{type(self).__name__} chose {what} by mean per-class "
-                f"accuracy on the training set, but {len(perfect)} of the "
-                f"{len(scores)} candidates ({describe(perfect)}) classify "
-                "every training sample correctly, so the training set cannot "
-                f"tell them apart; the first was kept. {TRAINING_REMEDY}",
-                KnobSelectionWarning,
-            )
-
-    def _warn_if_nothing_to_correct(self, logits, labels, what):
-        """Warn when ``what`` was learned on a training set the joint head fits.
-
-        ``logits`` are the joint logits of the rows learned on, ``labels``
-        their labels. When the joint classifier classifies every one of them
-        right, the loss has no error in it and ``what`` stays close to its
-        start whatever the imbalance.
-        """
-        hits = (logits.argmax(dim=1).cpu().numpy() == labels).astype(np.int64)
-        correct = np.bincount(labels, weights=hits, minlength=len(self.classes_))
-        scored = np.bincount(labels, minlength=len(self.classes_))
-        if mean_per_class_accuracy(correct, scored) >= 1.0:
-            warn(
-                f"{type(self).__name__} learned its {what} on the training set, "
-                "but the joint classifier classifies every training sample "
-                f"correctly, so there was no error for them to correct. "
-                f"{TRAINING_REMEDY}",
-                KnobSelectionWarning,
-            )

@@ -12,8 +12,8 @@ apply the choice to the joint classifier fit on all the data
 
 This module holds what every re-balancer's choice shares: the folds, the
 sets a knob is scored on (:class:`ScoringSet`), the per-class counting of
-correct predictions for a grid of candidates, and the mean per-class accuracy
-that picks the winner.
+correct predictions for a grid of candidates, the mean per-class accuracy
+that picks the winner, and the warnings when the training set cannot choose.
 """
 
 from dataclasses import dataclass
@@ -26,6 +26,8 @@ from sklearn.model_selection import check_cv
 
 from ._backend import feature_rows, float64_device, iter_row_chunks
 from ._linear import LinearScores, unstandardised_head
+from ._warnings import warn
+from .exceptions import KnobSelectionWarning
 
 #: The tau candidates of tau-norm and logit adjustment: 0.0, 0.1, ..., 2.0,
 #: the Decoupling paper's sweep.
@@ -225,3 +227,56 @@ def mean_per_class_accuracy(correct, scored):
     scored = np.asarray(scored)
     kept = scored > 0
     return (np.asarray(correct)[..., kept] / scored[kept]).mean(axis=-1)
+
+
+#: What to do when the training set cannot choose a knob.
+TRAINING_REMEDY = (
+    "Choose on held-out data instead: pass validation data, "
+    "fit(X, y, X_val=X_val, y_val=y_val), or let the estimator fit its own "
+    "joint classifier (joint=None or an unfitted JointClassifier) with cv "
+    "set, which cross-fits it."
+)
+
+
+def warn_if_training_cannot_choose(estimator, scores, describe, what):
+    """Warn when several candidates classify the whole training set right.
+
+    ``scores`` are the candidates' mean per-class training accuracies, and
+    the first best one is kept. When the joint classifier fits the training
+    set perfectly, which is common when the features have more dimensions
+    than the tail classes have samples, several candidates score 1 and the
+    training set cannot choose between them. ``describe(indices)`` names the
+    candidates; ``estimator`` is the one choosing, for the message.
+    """
+    perfect = np.flatnonzero(np.asarray(scores) >= 1.0)
+    if len(perfect) > 1:
+        warn(
+            f"{type(estimator).__name__} chose {what} by mean per-class "
+            f"accuracy on the training set, but {len(perfect)} of the "
+            f"{len(scores)} candidates ({describe(perfect)}) classify "
+            "every training sample correctly, so the training set cannot "
+            f"tell them apart; the first was kept. {TRAINING_REMEDY}",
+            KnobSelectionWarning,
+        )
+
+
+def warn_if_nothing_to_correct(estimator, logits, labels, what):
+    """Warn when ``what`` was learned on a training set the joint head fits.
+
+    ``logits`` are the joint logits of the rows learned on, ``labels`` their
+    encoded labels. When the joint classifier classifies every one of them
+    right, the loss has no error in it and ``what`` stays close to its start
+    whatever the imbalance.
+    """
+    n_classes = len(estimator.classes_)
+    hits = (logits.argmax(dim=1).cpu().numpy() == labels).astype(np.int64)
+    correct = np.bincount(labels, weights=hits, minlength=n_classes)
+    scored = np.bincount(labels, minlength=n_classes)
+    if mean_per_class_accuracy(correct, scored) >= 1.0:
+        warn(
+            f"{type(estimator).__name__} learned its {what} on the training set, "
+            "but the joint classifier classifies every training sample "
+            f"correctly, so there was no error for them to correct. "
+            f"{TRAINING_REMEDY}",
+            KnobSelectionWarning,
+        )

@@ -27,9 +27,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._backend import DeviceFeatures, train_minibatch
 from ._docstrings import fill_doc
 from ._linear import LinearScores
-from ._rebalance import DEFAULT_CV, TRAINING_REMEDY, BaseRebalancer, child_rng
+from ._rebalance import DEFAULT_CV, BaseRebalancer, child_rng
 from ._sampling import make_sampler
-from ._selection import TRAINING_DATA, count_correct, mean_per_class_accuracy
+from ._selection import (
+    TRAINING_DATA,
+    TRAINING_REMEDY,
+    count_correct,
+    mean_per_class_accuracy,
+)
 from ._softmax_regression import DEFAULT_BATCH_SIZE, DEFAULT_LR
 from ._trained import SGD_PARAMETER_CONSTRAINTS, to_numpy
 from ._warnings import warn
