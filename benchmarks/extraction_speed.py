@@ -12,8 +12,11 @@ can pass), in the fastest precision asked for.
     python benchmarks/extraction_speed.py --model resnet50 --n-images 2000
     python benchmarks/extraction_speed.py --source uint8 --precisions bfloat16
 
-Random weights (``pretrained=False``) unless ``--weights`` is given: throughput
-does not depend on the weights.
+The network is a timm model built as a user builds it (``timm.create_model(name,
+num_classes=0)``, with timm's evaluation transform), and ``FeatureExtractor``
+gets that same module and transform, so both sides run identical weights.
+Random weights unless ``--weights`` (a safetensors file or a PyTorch state dict)
+is given: throughput does not depend on the weights.
 """
 
 import argparse
@@ -74,16 +77,39 @@ def peer_features(network, transform, images, batch_size, device):
     return np.concatenate(outputs)
 
 
-def network_ceiling(network, batch_size, precision, device, seconds=5.0):
-    """Images/s of the network alone on one batch already on the device."""
-    from skltr._extractor import _AUTOCAST_DTYPES, _forward_in_chunks
+def load_weights(network, path):
+    """Load a state dict (read without unpickling) into a headless timm model."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
 
-    batch = torch.randn(batch_size, 3, 224, 224, device=device)
-    dtype = _AUTOCAST_DTYPES[precision]
-    _forward_in_chunks(network, batch, batch_size, dtype)  # warm-up
+        state = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    missing = network.load_state_dict(state, strict=False).missing_keys
+    if missing:
+        raise SystemExit(f"{path} does not fit the model; missing {missing[:5]}.")
+
+
+def network_ceiling(network, batch_size, image_size, precision, device, seconds=5.0):
+    """Images/s of the network alone on one batch already on the device."""
+    dtype = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    batch = torch.randn(batch_size, 3, image_size, image_size, device=device)
+
+    def forward():
+        with (
+            torch.inference_mode(),
+            torch.autocast(
+                device.type,
+                dtype=dtype[precision],
+                enabled=dtype[precision] is not None,
+            ),
+        ):
+            return network(batch).float().cpu()  # .cpu() waits for the device
+
+    forward()  # warm-up
     images, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        _forward_in_chunks(network, batch, batch_size, dtype)
+        forward()
         images += batch_size
     return images / (time.perf_counter() - start)
 
@@ -103,8 +129,16 @@ def main(argv=None):
     parser.add_argument("--precisions", default="float32,bfloat16,float16")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import timm
+    from timm.data import create_transform, resolve_model_data_config
 
     from skltr import FeatureExtractor
+
+    network = timm.create_model(args.model, pretrained=False, num_classes=0).eval()
+    if args.weights is not None:
+        load_weights(network, args.weights)
+    data_config = resolve_model_data_config(network)
+    transform = create_transform(**data_config, is_training=False)
 
     workers = args.num_workers if args.num_workers == "auto" else int(args.num_workers)
     with tempfile.TemporaryDirectory() as directory:
@@ -118,16 +152,15 @@ def main(argv=None):
             verbose=0,
             num_workers=workers,
         )
-        reference = FeatureExtractor(
-            args.model, pretrained=False, weights=args.weights, **common
-        ).fit(images[:1])
-        network = reference._loaded_network()
+        reference = FeatureExtractor(network, preprocess=transform, **common)
+        reference.fit(images[:1])
         device = torch.device(reference.device_)
-        peer_features(network, reference.preprocess_, images[:8], 8, device)  # warm-up
+        network.to(device).requires_grad_(False)
+        peer_features(network, transform, images[:8], 8, device)  # warm-up
         peer, peer_seconds = timed(
             peer_features,
             network,
-            reference.preprocess_,
+            transform,
             images,
             args.batch_size,
             device,
@@ -148,7 +181,9 @@ def main(argv=None):
             )
 
         fastest = args.precisions.split(",")[-1]
-        ceiling = network_ceiling(network, args.batch_size, fastest, device)
+        ceiling = network_ceiling(
+            network, args.batch_size, data_config["input_size"][-1], fastest, device
+        )
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     kind = "JPEGs" if args.source == "jpeg" else "uint8 arrays"

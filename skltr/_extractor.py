@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-from contextlib import nullcontext
 from numbers import Integral
 
 import joblib
@@ -19,25 +18,13 @@ from sklearn.base import (
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from ._backbones import build_backbone
 from ._backend import DEVICE_CONSTRAINT, resolve_device
-from ._feature_cache import FeatureCache
+from ._feature_cache import FeatureCache, configuration_namespace, network_digest
 from ._feature_network import FeatureNetwork
-from ._images import ImageSource, PreprocessedImages, split_at_to_tensor
-from ._warnings import warn
-from .exceptions import FallbackWarning
-
-# Bumped when a change in skltr would change the features of a cached
-# configuration, so old cache entries are not reused.
-_CACHE_FORMAT = 1
-
-_AUTOCAST_DTYPES = {
-    "float32": None,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
+from ._images import ImageSource
+from ._inference import AUTOCAST_DTYPES, iter_batch_features
 
 
 class FeatureExtractor(
@@ -221,7 +208,7 @@ class FeatureExtractor(
         "n_views": [Interval(Integral, 1, None, closed="left")],
         "augmentation": [callable, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "precision": [StrOptions(set(_AUTOCAST_DTYPES))],
+        "precision": [StrOptions(set(AUTOCAST_DTYPES))],
         "device": DEVICE_CONSTRAINT,
         "num_workers": [
             Interval(Integral, 0, None, closed="left"),
@@ -290,7 +277,7 @@ class FeatureExtractor(
         backbone, network = self._build()
         self.backbone_name_ = backbone.name
         self.weights_ = backbone.weights
-        self.weights_digest_ = _state_digest(network)
+        self.weights_digest_ = network_digest(network)
         self.preprocess_ = (
             self.preprocess if self.preprocess is not None else backbone.eval_transform
         )
@@ -452,7 +439,7 @@ class FeatureExtractor(
         carried = getattr(self, "_network_weights", None)
         if carried is not None:
             network.load_state_dict(load_safetensors(carried))
-        if _state_digest(network) != self.weights_digest_:
+        if network_digest(network) != self.weights_digest_:
             raise ValueError(
                 f"The weights of {self.backbone_name_} ({backbone.weights}) differ "
                 "from those this extractor was fitted with; features would not "
@@ -535,18 +522,16 @@ class FeatureExtractor(
             memory = memory.location
         if memory is None:
             return None
-        identity = "|".join(
-            [
-                str(_CACHE_FORMAT),
-                self.backbone_name_,
-                self.weights_digest_,
-                str(self.layer),
-                self.precision,
-                _transform_identity(transform),
-            ]
+        return FeatureCache(
+            memory,
+            configuration_namespace(
+                backbone=self.backbone_name_,
+                weights_digest=self.weights_digest_,
+                layer=self.layer,
+                precision=self.precision,
+                transform=transform,
+            ),
         )
-        namespace = hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
-        return FeatureCache(memory, namespace)
 
     def _entry_key(self, image_key, view):
         """The cache key of one view of one image."""
@@ -561,45 +546,19 @@ class FeatureExtractor(
         indices = list(indices)
         if not indices:
             return
-        network = self._loaded_network()
-        device = torch.device(self.device_)
-        host_transform, on_device = split_at_to_tensor(transform)
-        dataset = PreprocessedImages(
-            source, indices, host_transform, None if seeds is None else seeds[indices]
-        )
-        workers = self.num_workers
-        if workers == "auto":
-            workers = (
-                0
-                if len(indices) <= self.batch_size
-                else min(8, (os.cpu_count() or 1) - 1)
-            )
-        loader = torch.utils.data.DataLoader(
-            dataset,
+        yield from iter_batch_features(
+            self._loaded_network(),
+            source,
+            indices,
+            transform,
+            seeds,
+            device=torch.device(self.device_),
             batch_size=self.batch_size,
-            num_workers=workers,
-            pin_memory=device.type == "cuda",
-            collate_fn=_stack_images,
-        )
-        autocast_dtype = _AUTOCAST_DTYPES[self.precision]
-        chunk = self.batch_size
-        start = 0
-        with tqdm(
-            total=len(indices),
-            disable=not (self.verbose and progress),
-            delay=2,
-            leave=False,
-            unit="image",
+            num_workers=self.num_workers,
+            precision=self.precision,
+            progress=bool(self.verbose and progress),
             desc=type(self).__name__,
-        ) as bar:
-            for batch in loader:
-                batch = batch.to(device, non_blocking=True)
-                if on_device is not None:
-                    batch = on_device(batch)
-                rows, chunk = _forward_in_chunks(network, batch, chunk, autocast_dtype)
-                yield indices[start : start + len(batch)], rows
-                start += len(batch)
-                bar.update(len(batch))
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -609,86 +568,3 @@ class FeatureExtractor(
         tags.transformer_tags.preserves_dtype = []
         tags.non_deterministic = True
         return tags
-
-
-def _forward_in_chunks(network, batch, chunk, autocast_dtype):
-    """Run ``batch`` through the network ``chunk`` images at a time.
-
-    On CUDA out-of-memory the chunk is halved and the same images are tried
-    again. Returns the float32 features and the chunk size that worked.
-    """
-    outputs = []
-    start = 0
-    while start < len(batch):
-        try:
-            with (
-                torch.inference_mode(),
-                (
-                    torch.autocast(batch.device.type, dtype=autocast_dtype)
-                    if autocast_dtype is not None
-                    else nullcontext()
-                ),
-            ):
-                output = network(batch[start : start + chunk])
-        except torch.cuda.OutOfMemoryError:
-            if chunk == 1:
-                raise
-            chunk //= 2
-            torch.cuda.empty_cache()
-            warn(
-                f"CUDA ran out of memory; going on with batches of {chunk} images.",
-                FallbackWarning,
-            )
-            continue
-        outputs.append(output.float().cpu().numpy())
-        start += chunk
-    return np.concatenate(outputs), chunk
-
-
-def _stack_images(images):
-    for image in images:
-        if not isinstance(image, torch.Tensor) or image.ndim != 3:
-            raise ValueError(
-                "preprocess must turn an image into a (channels, height, width) "
-                f"tensor; it returned {type(image).__name__}"
-                f"{tuple(image.shape) if hasattr(image, 'shape') else ''}."
-            )
-    shapes = {tuple(image.shape) for image in images}
-    if len(shapes) > 1:
-        raise ValueError(
-            f"Preprocessed images have different shapes {sorted(shapes)[:3]}; a "
-            "batch needs one shape. Pass a preprocess that resizes and crops "
-            "them to one size."
-        )
-    if len({image.dtype for image in images}) > 1:
-        # uint8 pixels beside float images (a mixed list): scaled as ToTensor does.
-        images = [
-            image.float().div(255) if image.dtype == torch.uint8 else image
-            for image in images
-        ]
-    return torch.stack(images)
-
-
-def _state_digest(network):
-    """Digest of a network's parameters and buffers (names, dtypes, values)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(network.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}:{tensor.dtype}:{tensor.numel()}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _transform_identity(transform):
-    """A stable description of a transform for the cache key.
-
-    The repr of torchvision and timm transforms lists every setting; objects
-    whose repr is only an address are identified by class or function name.
-    """
-    text = repr(transform)
-    if " at 0x" in text:
-        kind = type(transform)
-        text = (
-            f"{kind.__module__}.{getattr(transform, '__qualname__', kind.__qualname__)}"
-        )
-    return text

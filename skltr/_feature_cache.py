@@ -9,12 +9,14 @@ leaves a partial shard behind; a shard that cannot be read is skipped with a
 warning and its images are computed again.
 """
 
+import hashlib
 import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ._warnings import warn
 from .exceptions import FeatureCacheWarning
@@ -22,6 +24,55 @@ from .exceptions import FeatureCacheWarning
 # Rows held before a shard is written: an interrupted run loses at most this
 # many images' work, and a shard of 2048-d float32 features stays near 32 MB.
 SHARD_ROWS = 4096
+
+# Bumped when a change in skltr would change the features of a cached
+# configuration, so old cache entries are not reused.
+CACHE_FORMAT = 1
+
+
+def configuration_namespace(*, backbone, weights_digest, layer, precision, transform):
+    """The cache directory name of one backbone configuration.
+
+    Everything that changes an image's features is in it: skltr's cache
+    format, the backbone's name and weights (their digest), the feature
+    layer, the precision and the transform.
+    """
+    identity = "|".join(
+        [
+            str(CACHE_FORMAT),
+            backbone,
+            weights_digest,
+            str(layer),
+            precision,
+            _transform_identity(transform),
+        ]
+    )
+    return hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
+
+
+def network_digest(network):
+    """Digest of a network's parameters and buffers (names, dtypes, values)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(network.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tensor.dtype}:{tensor.numel()}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _transform_identity(transform):
+    """A stable description of a transform for the cache key.
+
+    The repr of torchvision and timm transforms lists every setting; objects
+    whose repr is only an address are identified by class or function name.
+    """
+    text = repr(transform)
+    if " at 0x" in text:
+        kind = type(transform)
+        text = (
+            f"{kind.__module__}.{getattr(transform, '__qualname__', kind.__qualname__)}"
+        )
+    return text
 
 
 class FeatureCache:

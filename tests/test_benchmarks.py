@@ -245,7 +245,7 @@ def test_peer_check_scores_every_classifier_against_the_peer(tmp_path):
 
 def test_extraction_speed_reports_each_precision_against_the_peer():
     out = run_script(
-        "extraction_speed.py", "--model", "cifar_resnet20", "--n-images", "12",
+        "extraction_speed.py", "--model", "test_efficientnet", "--n-images", "12",
         "--image-size", "32", "--batch-size", "4", "--source", "jpeg",
         "--device", "cpu", "--num-workers", "0", "--precisions", "float32,bfloat16",
     )  # fmt: skip
