@@ -3,6 +3,7 @@
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import recall_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -19,7 +20,7 @@ from skltr import (
     TauNormClassifier,
     WeightBalancedClassifier,
 )
-from skltr.metrics._shot import class_count_table, per_class_accuracy, split_table
+from skltr.metrics import shot_accuracy
 
 try:  # python -m benchmarks.<script>, from the repository root
     from ._timing import timed
@@ -49,16 +50,20 @@ def fit_rows(train, test, val, *, many, few, device, seed, log):
     """
     trained = {"device": device, "random_state": seed}
     counts = np.bincount(train.y)
-    labels, counts = class_count_table(test.y, counts, np.arange(len(counts)))
+    classes = np.arange(len(counts))
     fitted, rows, per_class = {}, {}, {}
 
     def run(name, estimator, **fit_params):
         _, seconds = timed(estimator.fit, train.X, train.y, **fit_params)
-        accuracy, support = per_class_accuracy(
-            test.y, estimator.predict(test.X), labels
+        predicted = estimator.predict(test.X)
+        splits = shot_accuracy(
+            test.y, predicted, class_counts=counts, labels=classes, many=many, few=few
         )
-        table = split_table(accuracy, support, counts, many=many, few=few)
-        rows[name] = {split: 100 * value["accuracy"] for split, value in table.items()}
+        # A class's accuracy is its recall; NaN where it has no test sample.
+        accuracy = recall_score(
+            test.y, predicted, labels=classes, average=None, zero_division=np.nan
+        )
+        rows[name] = {split: 100 * value for split, value in splits.items()}
         rows[name]["fit_seconds"] = seconds
         fitted[name], per_class[name] = estimator, accuracy
         log(

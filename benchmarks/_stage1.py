@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from skltr.models import _cifar_resnet
+from skltr import models
 
 
 def _sgd_epochs(
@@ -120,9 +120,13 @@ def train_cifar_network(
     Returns the state dict on the CPU.
     """
     torch.manual_seed(seed)
-    model = getattr(_cifar_resnet, arch)(num_classes=int(y.max()) + 1).to(device)
-    mean = torch.tensor(_cifar_resnet.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(_cifar_resnet.IMAGENET_STD).view(1, 3, 1, 1)
+    model = getattr(models, arch)(num_classes=int(y.max()) + 1).to(device)
+    # The ImageNet statistics, which skltr's CIFAR ResNets are normalised with;
+    # timm is imported here, after the script has set HF_HUB_OFFLINE.
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    mean = torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1)
     pixels = torch.as_tensor(images).permute(0, 3, 1, 2).float().div_(255)
     pixels = (pixels - mean) / std
     labels = torch.as_tensor(y)

@@ -1,9 +1,17 @@
-"""Timing shared by the benchmark scripts."""
+"""Timing, and the device timed on, shared by the benchmark scripts."""
 
 import time
 
 import numpy as np
 import torch
+
+
+def torch_device(name):
+    """The ``--device`` option as a ``torch.device``; "auto" is CUDA when there is
+    one, else the CPU, as the estimators' ``device="auto"``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def _wait_for_gpu():

@@ -63,11 +63,11 @@ from skltr.datasets import make_long_tailed_features
 try:  # python -m benchmarks.<script>, from the repository root
     from ._data import _load_features
     from ._rows import logistic_regression_peer
-    from ._timing import timed_calls, timed_fit, timed_fit_against
+    from ._timing import timed_calls, timed_fit, timed_fit_against, torch_device
 except ImportError:  # python benchmarks/<script>.py
     from _data import _load_features
     from _rows import logistic_regression_peer
-    from _timing import timed_calls, timed_fit, timed_fit_against
+    from _timing import timed_calls, timed_fit, timed_fit_against, torch_device
 
 # The classifiers whose fit includes a joint fit and the cross-fitted choice.
 REBALANCERS = (
@@ -223,9 +223,7 @@ def main(argv=None):
             f"--epoch-fits needs two different epoch counts; got {args.epoch_fits}"
         )
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
-    from skltr._backend import resolve_device
-
-    device = resolve_device(args.device)
+    device = torch_device(args.device)
     if args.features:
         train, test, _ = _load_features(args.features)
         X, y, X_test, y_test = train.X, train.y, test.X, test.y

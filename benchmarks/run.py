@@ -28,14 +28,14 @@ import numpy as np
 
 try:  # python -m benchmarks.<script>, from the repository root
     from . import _data, _report, _rows, _shift, _stage1
-    from ._timing import timed
+    from ._timing import timed, torch_device
 except ImportError:  # python benchmarks/<script>.py
     import _data
     import _report
     import _rows
     import _shift
     import _stage1
-    from _timing import timed
+    from _timing import timed, torch_device
 
 # The test-agnostic protocol's imbalance of the re-sampled test sets (SADE's).
 SHIFT_RATIO = 50
@@ -160,8 +160,6 @@ def features(args, benchmark, log):
             )
         from safetensors.torch import save_file
 
-        from skltr._backend import resolve_device
-
         epochs = args.stage1_epochs or 200
         state = log.stage(
             f"stage 1: training {args.stage1_arch} for {epochs} epochs",
@@ -170,7 +168,7 @@ def features(args, benchmark, log):
             benchmark.train.X,
             benchmark.train.y,
             epochs=epochs,
-            device=resolve_device(args.device),
+            device=torch_device(args.device),
             seed=args.seed,
             verbose=verbose,
         )
