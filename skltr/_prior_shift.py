@@ -132,6 +132,10 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
     estimator_ : classifier
         The fitted ``estimator``.
     classes_ : ndarray of shape (n_classes,)
+    class_counts_ : ndarray of shape (n_classes,)
+        Training samples per class, in the order of ``classes_``: the shot
+        splits of :func:`~skltr.metrics.make_shot_scorer`, whatever
+        ``estimator`` is.
     source_prior_ : ndarray of shape (n_classes,)
         The prior ``estimator_``'s probabilities assume.
     target_prior_ : ndarray of shape (n_classes,) or None
@@ -234,7 +238,10 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         self.classes_ = self.estimator_.classes_
         if hasattr(self.estimator_, "n_features_in_"):
             self.n_features_in_ = self.estimator_.n_features_in_
-        source = np.asarray(implied_prior(self.estimator_, column_or_1d(y)), float)
+        y = column_or_1d(y)
+        labels, counts = np.unique(y, return_counts=True)
+        self.class_counts_ = counts[np.searchsorted(labels, self.classes_)]
+        source = np.asarray(implied_prior(self.estimator_, y), float)
         if not (source > 0).all():
             raise ValueError(
                 f"{type(self.estimator_).__name__} implies a prior of 0 for the "

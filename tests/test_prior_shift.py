@@ -214,3 +214,21 @@ def test_in_a_pipeline_after_the_feature_extractor():
         proba = pipe.fit(images, y).predict_proba(images)
     assert proba.shape == (len(y), 3) and np.allclose(proba.sum(axis=1), 1.0)
     assert pipe[-1].estimate_target_prior(pipe[0].transform(images)).shape == (3,)
+
+
+def test_shot_scorer_reads_the_training_counts_of_any_wrapped_classifier():
+    # scikit-learn's LogisticRegression records no training counts; wrapped,
+    # it has them, so the shot splits need no class_counts= by hand.
+    from skltr.metrics import make_shot_scorer
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.array(["a", "b", "c"]), [150, 30, 6])
+    X = (
+        rng.normal(size=(len(y), 4))
+        + 2.0 * np.eye(3, 4)[np.unique(y, return_inverse=True)[1]]
+    )
+    clf = PriorAdjustedClassifier(LogisticRegression(), target_prior=[1 / 3] * 3)
+    clf.fit(X, y)
+    assert clf.class_counts_.tolist() == [150, 30, 6]
+    score = make_shot_scorer("few", many=100, few=20)(clf, X, y)
+    assert score == pytest.approx(np.mean(clf.predict(X[y == "c"]) == "c"))
