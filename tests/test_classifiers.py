@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from _estimators import CLASSIFIERS, instance
 from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
@@ -14,36 +15,23 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skltr import (
-    BalancedSoftmaxClassifier,
     CRTClassifier,
     DisAlignClassifier,
     JointClassifier,
-    LDAMClassifier,
-    LogitAdjustedClassifier,
     LORTClassifier,
     LWSClassifier,
-    NCMClassifier,
     TauNormClassifier,
-    WeightBalancedClassifier,
 )
 from skltr.metrics import shot_accuracy
 
 CPU = {"device": "cpu", "random_state": 0}
+# Every public classifier (from skltr.__all__). On the few hundred rows of
+# these tests the default DisAlign's fold classifiers are more confident than
+# the full one and its alignment over-corrects (see its Notes): five folds,
+# as its docstring advises.
 ALL_CLASSIFIERS = [
-    JointClassifier(**CPU),
-    CRTClassifier(**CPU),
-    NCMClassifier(),
-    TauNormClassifier(**CPU),
-    LWSClassifier(**CPU),
-    LORTClassifier(**CPU),
-    LogitAdjustedClassifier(**CPU),
-    # On these few hundred rows the default's fold classifiers are more
-    # confident than the full one and its alignment over-corrects (see its
-    # Notes): five folds, as the docstring advises.
-    DisAlignClassifier(cv=5, **CPU),
-    WeightBalancedClassifier(**CPU),
-    BalancedSoftmaxClassifier(**CPU),
-    LDAMClassifier(**CPU),
+    instance(cls, random_state=0, **({"cv": 5} if cls is DisAlignClassifier else {}))
+    for cls in CLASSIFIERS
 ]
 REBALANCERS = [c for c in ALL_CLASSIFIERS if not isinstance(c, JointClassifier)]
 

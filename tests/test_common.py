@@ -3,7 +3,7 @@
 import joblib
 import numpy as np
 import pytest
-from _estimators import CLASSIFIERS, REBALANCERS
+from _estimators import CHECK_EPOCHS, CLASSIFIERS, REBALANCERS, cheap
 from sklearn.base import clone
 from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -24,21 +24,11 @@ EXTRACTOR = FeatureExtractor(
 )
 
 
-def _checked(cls):
-    """``cls`` as the checks run it: on the CPU, a wrapped estimator given."""
-    params = {}
-    if "device" in cls().get_params():
-        params["device"] = "cpu"
-    if cls is PriorAdjustedClassifier:
-        params["estimator"] = JointClassifier(device="cpu", random_state=0)
-    return cls(**params)
-
-
 # Every public classifier (discovered from skltr.__all__), and the settings
 # that take another code path: tau-norm's learned tau.
 ESTIMATORS = [
-    *(_checked(cls) for cls in CLASSIFIERS),
-    TauNormClassifier(tau="learn", device="cpu"),
+    *(cheap(cls) for cls in CLASSIFIERS),
+    TauNormClassifier(tau="learn", device="cpu", epochs=CHECK_EPOCHS),
 ]
 
 # Checks a classifier is known to fail, keyed by class, each with its reason.

@@ -15,6 +15,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from _estimators import CLASSIFIERS, instance
 from safetensors.torch import save_file
 from sklearn.base import clone
 
@@ -87,10 +88,10 @@ def test_ncm_on_the_gpu_is_ncm_on_the_cpu(long_tailed, tmp_path):
     np.testing.assert_allclose(streamed.centroids_, on_gpu.centroids_, atol=1e-6)
 
 
-@pytest.mark.parametrize("clf", TRAINED + [NCMClassifier()], ids=_ids)
-def test_a_model_fit_on_the_gpu_holds_no_gpu_state(small_problem, clf):
+@pytest.mark.parametrize("cls", CLASSIFIERS, ids=lambda cls: cls.__name__)
+def test_a_model_fit_on_the_gpu_holds_no_gpu_state(small_problem, cls):
     X, y = small_problem
-    fitted = _fit_on(GPU, clf, X, y)
+    fitted = instance(cls, device=GPU, random_state=0).fit(X, y)
     for name, value in vars(fitted).items():
         assert not isinstance(value, torch.Tensor), name
     pickled = pickle.dumps(fitted)

@@ -3,32 +3,25 @@
 import numpy as np
 import pytest
 import torch
-from _estimators import REBALANCERS
+from _estimators import CLASSIFIERS as PUBLIC_CLASSIFIERS
+from _estimators import REBALANCERS, instance
 from sklearn.base import clone
 
 from skltr import (
     CRTClassifier,
     DisAlignClassifier,
     JointClassifier,
-    LDAMClassifier,
-    LogitAdjustedClassifier,
     LORTClassifier,
     LWSClassifier,
     NCMClassifier,
     TauNormClassifier,
-    WeightBalancedClassifier,
 )
 from skltr._backend import feature_scaled_lr, logit_scaled_lr, resolve_device
 from skltr._validation import validate_features
 
-CLASSIFIERS = [
-    JointClassifier(device="cpu", epochs=2),
-    CRTClassifier(device="cpu", epochs=2),
-    NCMClassifier(),
-    TauNormClassifier(device="cpu"),
-    LWSClassifier(device="cpu", epochs=2),
-    LORTClassifier(device="cpu", epochs=2),
-]
+# Every public classifier (from skltr.__all__); two epochs are enough to
+# reach the checks.
+CLASSIFIERS = [instance(cls, epochs=2) for cls in PUBLIC_CLASSIFIERS]
 
 
 def _ids(estimator):
@@ -195,16 +188,8 @@ def test_device_is_resolved_in_fit_not_in_the_parameter(data):
 # Degenerate but legal features: the fit learns what there is to learn and its
 # probabilities stay finite (test_properties.py searches for more such cases).
 
-ALL_CLASSIFIERS = [
-    *CLASSIFIERS,
-    LogitAdjustedClassifier(device="cpu"),
-    DisAlignClassifier(device="cpu", epochs=2),
-    LDAMClassifier(device="cpu", epochs=2),
-    WeightBalancedClassifier(device="cpu", epochs=2),
-]
 
-
-@pytest.mark.parametrize("clf", ALL_CLASSIFIERS, ids=_ids)
+@pytest.mark.parametrize("clf", CLASSIFIERS, ids=_ids)
 @pytest.mark.parametrize("value", [1e-6, 0.1, 3.0e7])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_identical_rows_predict_the_training_prior(clf, value, dtype):
