@@ -34,6 +34,7 @@ from ._base import BaseLongTailClassifier
 from ._joint import JointClassifier
 from ._warnings import warn
 from .metrics._scorer import final_estimator
+from .metrics._shot import label_positions
 
 
 def implied_prior(estimator, y):
@@ -240,7 +241,7 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
             self.n_features_in_ = self.estimator_.n_features_in_
         y = column_or_1d(y)
         labels, counts = np.unique(y, return_counts=True)
-        self.class_counts_ = counts[np.searchsorted(labels, self.classes_)]
+        self.class_counts_ = counts[label_positions(labels, self.classes_)]
         source = np.asarray(implied_prior(self.estimator_, y), float)
         if not (source > 0).all():
             raise ValueError(
