@@ -69,7 +69,7 @@ def tau_sweep(estimator, X, y, *, taus=None, class_counts=None, many=100, few=20
     See Also
     --------
     skltr.plotting.plot_tau_sweep : Draws this.
-    skltr.TauNormClassifier : Chooses tau on the training set.
+    skltr.TauNormClassifier : Chooses tau on held-out data, with the same counting.
 
     Examples
     --------
