@@ -365,17 +365,24 @@ default=None
         classifier sees them (its ``feature_mean_`` and ``feature_scale_``),
         in the same order: ``(logits, rows, labels, weights)``.
 
-        A class with no held-out row (a single sample with cross-fitting, or
-        none in the validation data) is learned on its training rows scored
-        by the joint head fit on all the data, which has seen them: with no
-        row at all, what is learned on these logits would only ever push the
-        class down (its scale to 0).
+        A class the held-out rows cannot teach (:meth:`_untaught_classes`)
+        is learned on its training rows scored by the joint head fit on all
+        the data, which has seen them, instead of on its held-out rows: with
+        no row at all, what is learned on these logits would only ever push
+        the class down (its scale to 0); with rows scored by heads that saw
+        one sample of it, it learns what a head that knows the class from one
+        sample needs (on digits with one- and two-image classes, an LWS scale
+        below 0), which the full head does not.
         """
         logits, labels, weights, held_out_rows = [], [], [], []
-        unheld = self._unheld_class_set(X, y, knob_data, sample_weight)
+        untaught = self._untaught_classes(y, knob_data)
+        scoring_sets = (
+            scoring.without_classes(untaught)
+            for scoring in self._scoring_sets(X, y, knob_data, sample_weight)
+        )
+        training_rows = self._training_row_set(X, y, untaught, sample_weight)
         for scoring in itertools.chain(
-            self._scoring_sets(X, y, knob_data, sample_weight),
-            [] if unheld is None else [unheld],
+            scoring_sets, [] if training_rows is None else [training_rows]
         ):
             scores = scoring.head.scores(float64_device(device))
             rows = scoring.X_held_out
@@ -401,19 +408,30 @@ default=None
             return torch.cat(logits), torch.cat(held_out_rows), labels, weights
         return torch.cat(logits), labels, weights
 
-    def _unheld_class_set(self, X, y, knob_data, sample_weight):
-        """The training rows of the classes ``knob_data`` holds none of out,
-        scored by the full joint head: a :class:`ScoringSet`, or None when
-        every class has a held-out row."""
+    def _untaught_classes(self, y, knob_data):
+        """The classes whose held-out rows cannot teach a re-balancing, a mask.
+
+        With cross-fitting, a class that no fold holds out (a single sample),
+        or whose held-out rows were all scored by fold heads that had seen a
+        single sample of it (a class of two samples with two folds); with
+        validation data, a class the validation data lack.
+        """
+        n_classes = len(self.classes_)
+        taught = np.zeros(n_classes, dtype=bool)
         if knob_data.chosen_on == CROSS_FITTING:
-            held_out = [y[fold.held_out] for fold in knob_data.folds]
+            for fold in knob_data.folds:
+                held_out = np.bincount(y[fold.held_out], minlength=n_classes) > 0
+                taught |= held_out & (fold.head.class_counts >= 2)
         elif knob_data.chosen_on == VALIDATION_DATA:
-            held_out = [knob_data.validation[1]]
+            taught[knob_data.validation[1]] = True
         else:
-            return None
-        held = np.zeros(len(self.classes_), dtype=bool)
-        held[np.concatenate(held_out)] = True
-        rows = ~held[y]
+            taught[:] = True
+        return ~taught
+
+    def _training_row_set(self, X, y, classes, sample_weight):
+        """The training rows of ``classes`` (a mask), scored by the full joint
+        head: a :class:`ScoringSet`, or None when there are none."""
+        rows = classes[y]
         if sample_weight is not None:
             rows &= sample_weight > 0
         if not rows.any():

@@ -16,7 +16,7 @@ correct predictions for a grid of candidates, the mean per-class accuracy
 that picks the winner, and the warnings when the training set cannot choose.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Integral
 from typing import Any
 
@@ -108,6 +108,20 @@ class ScoringSet:
     y_held_out: np.ndarray
     w_train: Any = None
     w_held_out: Any = None
+
+    def without_classes(self, dropped):
+        """This set with the held-out rows of the classes ``dropped`` (a
+        boolean per class) left out; itself when it holds none of them."""
+        kept = ~dropped[self.y_held_out]
+        if kept.all():
+            return self
+        rows = np.flatnonzero(kept)
+        return replace(
+            self,
+            X_held_out=take_rows(self.X_held_out, rows),
+            y_held_out=self.y_held_out[rows],
+            w_held_out=None if self.w_held_out is None else self.w_held_out[rows],
+        )
 
 
 def check_tau_grid(tau_grid):

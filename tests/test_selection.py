@@ -18,7 +18,7 @@ from skltr import (
     WeightBalancedClassifier,
 )
 from skltr._selection import held_out_folds
-from skltr.datasets import make_long_tailed_features
+from skltr.datasets import load_digits_lt, make_long_tailed_features
 from skltr.exceptions import KnobSelectionWarning
 
 CPU = {"device": "cpu", "random_state": 0}
@@ -241,6 +241,36 @@ def test_lws_learns_the_scale_of_a_class_that_cannot_be_held_out():
     y = np.repeat(np.arange(5), counts)
     clf = LWSClassifier(cv=2, **CPU).fit(X, y)
     assert np.argmax(clf.scales_) == 4
+
+
+def test_classes_seen_once_by_every_fold_head_are_learned_on_training_rows():
+    # Digits at ratio 100 (seed 1): the two images of digit 8 are held out
+    # one per fold, each scored by a fold head that saw the other one. LWS
+    # learned a scale below 0 for it on those logits (balanced accuracy 7
+    # points under the joint classifier's); learned on its training rows as
+    # the full head scores them, like the one-image class, it is positive.
+    X, X_test, y, y_test = load_digits_lt(imbalance_ratio=100, random_state=1)
+    assert np.bincount(y)[8] == 2
+    lws = LWSClassifier(device="cpu", random_state=1).fit(X, y)
+    assert np.all(lws.scales_ > 0)
+    joint = JointClassifier(device="cpu", random_state=1).fit(X, y)
+    assert balanced_accuracy_score(y_test, lws.predict(X_test)) > (
+        balanced_accuracy_score(y_test, joint.predict(X_test))
+    )
+
+
+def test_which_classes_the_held_out_rows_cannot_teach(small_problem):
+    X, y = small_problem
+    counts = np.bincount(y)
+    # One sample (never held out), two (each fold head saw one), three.
+    X = np.concatenate([X, X[:6] + 5.0])
+    y = np.concatenate([y, [4, 5, 5, 6, 6, 6]])
+    clf = LWSClassifier(cv=2, epochs=2, **CPU)
+    clf.classes_ = np.arange(7)
+    clf.class_counts_ = np.bincount(y)
+    knob_data = clf._knob_data(X, y, None, None)
+    untaught = clf._untaught_classes(y, knob_data)
+    assert untaught.tolist() == [False] * len(counts) + [True, True, False]
 
 
 @pytest.mark.parametrize("estimator", REBALANCERS, ids=lambda c: c.__name__)
