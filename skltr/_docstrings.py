@@ -109,8 +109,9 @@ cv : int, cross-validation splitter, iterable or None, default=%(cv)s
     fewer samples than folds is held out where it can be, and a class with a
     single sample is always trained on and never scored (what is learned on
     held-out logits, LWS's scales and DisAlign's alignment, learns such a
-    class on its training samples scored by the joint classifier fit on
-    all the data). ``None`` chooses on
+    class, and a class that every fold's joint classifier saw at most once,
+    on its training samples scored by the joint classifier fit on all the
+    data). ``None`` chooses on
     the training set itself (the Decoupling paper's appendix B.5), as does a
     joint classifier handed in fitted. Validation data given to ``fit``
     (``X_val``, ``y_val``) takes precedence over both. Each fold's rows are

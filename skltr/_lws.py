@@ -100,13 +100,17 @@ default="class"
     logits as weights act through the features. Each scale multiplies one
     logit, so that logit's second moment bounds the curvature in it.
 
-    Each class's scale is learned from that class's held-out samples. With
-    classes of one or two samples, a scale rests on one or two logits, and
-    class-balanced sampling gives them the weight of a head class: the
-    scales then change with the split of the folds, and can silence a
-    class the joint classifier recognised. :class:`TauNormClassifier` and
-    :class:`LogitAdjustedClassifier` choose one tau for all classes and
-    are steadier there (``docs/results.md``, the digits pixels).
+    Each class's scale is learned from that class's held-out samples,
+    except for a class that every fold's joint classifier saw at most once:
+    its held-out logits come from classifiers that barely know it (and
+    would teach it a scale below 0), so its scale is learned on its
+    training samples as the joint classifier fit on all the data scores
+    them (see ``cv``). With classes of a few samples, a scale still rests
+    on a few logits, and class-balanced sampling gives them the weight of
+    a head class: the scales change with the split of the folds.
+    :class:`TauNormClassifier` and :class:`LogitAdjustedClassifier` choose
+    one tau for all classes and are steadier there (``docs/results.md``,
+    the digits pixels).
 
     References
     ----------
