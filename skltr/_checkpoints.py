@@ -5,9 +5,12 @@ Weights are only ever read from safetensors files or with
 usual cache (the Hugging Face cache for timm, torch.hub's for torchvision and
 skltr's models), and are downloaded only after a single quick request shows
 the server is reachable: an offline machine gets a clear error at once
-instead of a minute of retries.
+instead of a minute of retries. A digest of a network's weights
+(:func:`network_digest`) identifies them in the feature cache and when a
+pickled extractor rebuilds its network.
 """
 
+import hashlib
 import os
 import pickle
 import urllib.request
@@ -226,3 +229,13 @@ def timm_pretrained_file(name, cfg):
         reason,
         cache=f"the Hugging Face cache ({constants.HF_HUB_CACHE}, repository {repo})",
     )
+
+
+def network_digest(network):
+    """Digest of a network's parameters and buffers (names, dtypes, values)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(network.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tensor.dtype}:{tensor.numel()}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

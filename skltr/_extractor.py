@@ -21,7 +21,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._backbones import build_backbone
 from ._backend import DEVICE_CONSTRAINT, resolve_device
-from ._feature_cache import FeatureCache, configuration_namespace, network_digest
+from ._checkpoints import network_digest
+from ._feature_cache import FeatureCache, configuration_namespace
 from ._feature_network import FeatureNetwork
 from ._images import ImageSource
 from ._inference import AUTOCAST_DTYPES, iter_batch_features

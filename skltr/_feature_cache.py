@@ -6,7 +6,8 @@ training folds of a cross-validation, the final refit, the test set. Entries
 are stored in shards (``.npz`` files holding keys and features), each written
 to a temporary file and renamed into place, so a run that is interrupted never
 leaves a partial shard behind; a shard that cannot be read is skipped with a
-warning and its images are computed again.
+warning and its images are computed again. Each backbone configuration has
+its own directory, named by :func:`configuration_namespace`.
 """
 
 import hashlib
@@ -16,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ._warnings import warn
 from .exceptions import FeatureCacheWarning
@@ -48,16 +48,6 @@ def configuration_namespace(*, backbone, weights_digest, layer, precision, trans
         ]
     )
     return hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
-
-
-def network_digest(network):
-    """Digest of a network's parameters and buffers (names, dtypes, values)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(network.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}:{tensor.dtype}:{tensor.numel()}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _transform_identity(transform):
