@@ -118,7 +118,7 @@ def fit_stage1(
         # takes a second.
         return _fit_weighted(joint, X, y, sample_weight, start)
     fit = check_memory(memory).cache(_fit_joint, ignore=["X", "y", "sample_weight"])
-    return fit(joint, X, y, sample_weight, data_key(X, y, sample_weight), start)
+    return fit(joint, X, y, sample_weight, data_digest(X, y, sample_weight), start)
 
 
 def _fit_joint(joint, X, y, sample_weight, data_key, start=None):
@@ -142,7 +142,7 @@ def _fit_weighted(joint, X, y, sample_weight, start=None):
     return joint.fit(X, y, **fit_params)
 
 
-def data_key(X, y, sample_weight=None):
+def data_digest(X, y, sample_weight=None):
     """SHA-1 of the arrays' dtypes, shapes and values, a chunk of rows at a time.
 
     A tensor is read a chunk at a time from its device; it gets another key

@@ -188,7 +188,7 @@ def test_memory_fits_the_joint_classifier_once_per_fold(
 def test_memory_refits_the_joint_classifier_when_the_data_change(
     long_tailed, tmp_path, joint_fits
 ):
-    from skltr._stage1 import data_key
+    from skltr._stage1 import data_digest
 
     X, y, _, _ = long_tailed
     fits = joint_fits
@@ -199,9 +199,9 @@ def test_memory_refits_the_joint_classifier_when_the_data_change(
     for features in (X, changed, np.asfortranarray(X), X):
         clf.fit(features, y)
     assert len(fits) == 2  # X, then the changed copy; the rest were cached
-    assert data_key(X, y) == data_key(np.asfortranarray(X), y)
-    assert data_key(X, y) != data_key(X.astype(np.float64), y)
-    assert data_key(X, y) != data_key(X, y[::-1])
+    assert data_digest(X, y) == data_digest(np.asfortranarray(X), y)
+    assert data_digest(X, y) != data_digest(X.astype(np.float64), y)
+    assert data_digest(X, y) != data_digest(X, y[::-1])
 
 
 @pytest.mark.parametrize(

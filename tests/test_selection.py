@@ -265,9 +265,7 @@ def test_which_classes_the_held_out_rows_cannot_teach(small_problem):
     # One sample (never held out), two (each fold head saw one), three.
     X = np.concatenate([X, X[:6] + 5.0])
     y = np.concatenate([y, [4, 5, 5, 6, 6, 6]])
-    clf = LWSClassifier(cv=2, epochs=2, **CPU)
-    clf.classes_ = np.arange(7)
-    clf.class_counts_ = np.bincount(y)
+    clf = LWSClassifier(cv=2, epochs=2, **CPU).fit(X, y)
     knob_data = clf._knob_data(X, y, None, None)
     untaught = clf._untaught_classes(y, knob_data)
     assert untaught.tolist() == [False] * len(counts) + [True, True, False]
