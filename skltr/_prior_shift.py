@@ -37,19 +37,19 @@ from .metrics._scorer import final_estimator
 from .metrics._shot import label_positions
 
 
-def implied_prior(estimator, y):
+def implied_prior(estimator, y, class_counts):
     """The class prior a fitted classifier's probabilities assume.
 
     A skltr classifier declares its own (``_implied_prior``); for another
-    classifier it is the training prior of ``y``, times its
-    ``class_weight`` when it has one (``"balanced"`` makes it uniform).
+    classifier it is the training prior of ``y`` (``class_counts``, in the
+    order of its ``classes_``), times its ``class_weight`` when it has one
+    (``"balanced"`` makes it uniform).
     """
     final = final_estimator(estimator)
     if isinstance(final, BaseLongTailClassifier):
         return final._implied_prior()
     classes = final.classes_
-    counts = np.array([np.sum(y == c) for c in classes], dtype=np.float64)
-    prior = counts
+    prior = np.asarray(class_counts, dtype=np.float64)
     class_weight = getattr(final, "class_weight", None)
     if class_weight is not None:
         prior = prior * compute_class_weight(class_weight, classes=classes, y=y)
@@ -242,7 +242,9 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
         y = column_or_1d(y)
         labels, counts = np.unique(y, return_counts=True)
         self.class_counts_ = counts[label_positions(labels, self.classes_)]
-        source = np.asarray(implied_prior(self.estimator_, y), float)
+        source = np.asarray(
+            implied_prior(self.estimator_, y, self.class_counts_), float
+        )
         if not (source > 0).all():
             raise ValueError(
                 f"{type(self.estimator_).__name__} implies a prior of 0 for the "
