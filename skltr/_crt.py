@@ -24,9 +24,7 @@ DEFAULT_LR = 1.0
     epochs=DEFAULT_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=DEFAULT_LR,
-    weight_decay='"auto"',
-    weight_decay_type='float or "auto"',
-    weight_decay_auto=AUTO_WEIGHT_DECAY,
+    **AUTO_WEIGHT_DECAY,
     beta=DEFAULT_BETA,
 )
 class CRTClassifier(SoftmaxRegression):

@@ -263,15 +263,20 @@ CURVATURE_LR_SCALING = (
 )
 
 
-#: ``weight_decay="auto"`` of the classifiers that train a linear layer on
-#: the features from zero (:func:`resolve_weight_decay`).
-AUTO_WEIGHT_DECAY = (
-    '``"auto"`` is ``max(5e-4, 1 / n_samples)``: the penalty that '
-    "``LogisticRegression(C=1)`` puts on the mean loss, but never below the "
-    "Decoupling paper's 5e-4. It differs from 5e-4 only below 2,000 training "
-    "samples, where a weaker penalty lets the layer fit its few tail samples "
-    "too closely for any re-balancing to correct."
-)
+#: The ``fill_doc`` values of ``weight_decay="auto"`` for the classifiers
+#: that train a linear layer on the features from zero
+#: (:func:`resolve_weight_decay`): its default, type and meaning.
+AUTO_WEIGHT_DECAY = {
+    "weight_decay": '"auto"',
+    "weight_decay_type": 'float or "auto"',
+    "weight_decay_auto": (
+        '``"auto"`` is ``max(5e-4, 1 / n_samples)``: the penalty that '
+        "``LogisticRegression(C=1)`` puts on the mean loss, but never below the "
+        "Decoupling paper's 5e-4. It differs from 5e-4 only below 2,000 training "
+        "samples, where a weaker penalty lets the layer fit its few tail samples "
+        "too closely for any re-balancing to correct."
+    ),
+}
 
 
 def fill_doc(*, indent=4, **values):

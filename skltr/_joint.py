@@ -23,9 +23,7 @@ from ._weights import DEFAULT_BETA
     epochs=DEFAULT_EPOCHS,
     batch_size=DEFAULT_BATCH_SIZE,
     lr=DEFAULT_LR,
-    weight_decay='"auto"',
-    weight_decay_type='float or "auto"',
-    weight_decay_auto=AUTO_WEIGHT_DECAY,
+    **AUTO_WEIGHT_DECAY,
     beta=DEFAULT_BETA,
 )
 class JointClassifier(SoftmaxRegression):
