@@ -127,6 +127,7 @@ def load(args):
 
 def _load_features(path):
     """train, test and optional val splits from an .npz or a folder of .npy."""
+    path = Path(path)
     if path.is_dir():
         arrays = {
             file.stem: np.load(file, mmap_mode="r") for file in path.glob("*.npy")
