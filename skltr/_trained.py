@@ -168,8 +168,10 @@ class BaseTrainedClassifier(BaseLinearClassifier):
             Added to the logits in the loss only (the logit-adjusted loss).
         focal_gamma : float
             The focal loss's gamma; 0 is the cross-entropy.
-        weight_decay : float, optional
-            The L2 penalty when it is not the ``weight_decay`` parameter.
+        weight_decay : float or sequence of float, optional
+            The L2 penalty when it is not the ``weight_decay`` parameter. A
+            sequence trains one head per penalty, side by side on the same
+            batches: the layer's rows are the heads' blocks, in order.
 
         Returns
         -------
@@ -178,20 +180,32 @@ class BaseTrainedClassifier(BaseLinearClassifier):
         step : SoftmaxRegressionSGD
         """
         lr = self.lr if lr is None else lr
-        layer = torch.nn.Linear(data.n_features, len(self.classes_), device=data.device)
+        weight_decay = self.weight_decay if weight_decay is None else weight_decay
+        n_heads, n_classes = np.size(weight_decay), len(self.classes_)
+        layer = torch.nn.Linear(
+            data.n_features, n_heads * n_classes, device=data.device
+        )
         layer.requires_grad_(False)
         if init is None:
             layer.weight.zero_()
             layer.bias.zero_()
         else:
-            layer.weight.copy_(torch.as_tensor(init[0]))
-            layer.bias.copy_(torch.as_tensor(init[1]))
+            layer.weight.copy_(torch.as_tensor(init[0]).repeat(n_heads, 1))
+            layer.bias.copy_(torch.as_tensor(init[1]).repeat(n_heads))
+        if np.ndim(weight_decay):
+            # One penalty per output row: each head's rows take its own.
+            weight_decay = torch.as_tensor(
+                np.repeat(weight_decay, n_classes),
+                dtype=torch.float32,
+                device=data.device,
+            )
         step = SoftmaxRegressionSGD(
             layer,
             lr_weight=feature_scaled_lr(lr, curvature),
             lr_bias=lr,
             momentum=self.momentum,
-            weight_decay=self.weight_decay if weight_decay is None else weight_decay,
+            weight_decay=weight_decay,
+            n_heads=n_heads,
             label_smoothing=label_smoothing,
             logit_offset=None
             if logit_offset is None

@@ -105,8 +105,10 @@ class WeightBalancedClassifier(BaseRebalancer):
         0.1).
 
     weight_decay_grid : array-like of float, default=%(weight_decay_grid)s
-        The candidates of ``weight_decay="auto"``; each costs a fine-tuning
-        per fold.
+        The candidates of ``weight_decay="auto"``. A fold fine-tunes all of
+        them side by side, one head per candidate, in one pass over its rows
+        and on the same batches: each candidate adds a head's arithmetic to
+        every step, not a pass of its own.
 
     radius_fraction : float in [0, 1], default=%(radius_fraction)s
         Where MaxNorm's radius lies between the shortest (0) and the longest
@@ -272,32 +274,31 @@ class WeightBalancedClassifier(BaseRebalancer):
         scored = np.zeros(n_classes, dtype=np.int64)
         for scoring in self._scoring_sets(X, y, knob_data, sample_weight):
             head = scoring.head
-            for k, weight_decay in enumerate(grid):
-                coef, intercept, _ = self._fine_tuned(
-                    head,
-                    scoring.X_train,
-                    scoring.y_train,
-                    scoring.w_train,
-                    weight_decay,
-                    device,
-                    child_rng(rng),
-                )
-                scores = LinearScores(
-                    to_numpy(coef),
-                    to_numpy(intercept),
-                    shift=head.mean,
-                    scale=head.scale,
-                    device=device,
-                )
-                correct[k] += count_correct(
-                    scoring.X_held_out,
-                    scoring.y_held_out,
-                    scores,
-                    lambda logits, _: logits,
-                    1,
-                    n_classes,
-                    device,
-                )[0]
+            coef, intercept, _ = self._fine_tuned(
+                head,
+                scoring.X_train,
+                scoring.y_train,
+                scoring.w_train,
+                grid,
+                device,
+                child_rng(rng),
+            )
+            scores = LinearScores(
+                to_numpy(coef),
+                to_numpy(intercept),
+                shift=head.mean,
+                scale=head.scale,
+                device=device,
+            )
+            correct += count_correct(
+                scoring.X_held_out,
+                scoring.y_held_out,
+                scores,
+                lambda logits, k: logits[:, k * n_classes : (k + 1) * n_classes],
+                len(grid),
+                n_classes,
+                device,
+            )
             scored += np.bincount(scoring.y_held_out, minlength=n_classes)
         self.weight_decay_grid_ = grid
         self.weight_decay_scores_ = np.array(
@@ -318,7 +319,9 @@ class WeightBalancedClassifier(BaseRebalancer):
         """``head`` fine-tuned on ``(X, y)`` under MaxNorm with ``weight_decay``.
 
         Each row's loss is weighted by its class's weight (``class_weight``)
-        times its ``sample_weight``.
+        times its ``sample_weight``. A sequence of weight decays fine-tunes
+        one copy of the head per value, side by side on the same batches;
+        the weights returned are their blocks of rows, in order.
 
         The radius is the head's own: a fold's head, fit on fewer rows, has
         longer rows than the full one. Returns the weights and bias, on the

@@ -57,6 +57,43 @@ def test_closed_form_step_takes_the_steps_of_autograd_sgd(smoothing):
     torch.testing.assert_close(closed.bias, reference.bias)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.9])
+def test_heads_side_by_side_take_the_steps_each_takes_alone(smoothing):
+    # Weight balancing's candidates: one head per weight decay in one layer.
+    X, y = _problem()
+    features, labels = torch.from_numpy(X), torch.from_numpy(y)
+    row_weights = torch.from_numpy(np.random.default_rng(1).uniform(0.5, 2, len(y)))
+    row_weights = row_weights.float()
+    decays = [0.0, 0.01, 0.3]
+    torch.manual_seed(0)
+    start = torch.nn.Linear(X.shape[1], 5).requires_grad_(False)
+    settings = dict(lr_weight=0.05, lr_bias=0.2, momentum=0.9)
+    settings["label_smoothing"] = smoothing
+    alone = []
+    for decay in decays:
+        layer = torch.nn.Linear(X.shape[1], 5).requires_grad_(False)
+        layer.load_state_dict(start.state_dict())
+        step = SoftmaxRegressionSGD(layer, weight_decay=decay, **settings)
+        alone.append((layer, step))
+    stacked = torch.nn.Linear(X.shape[1], 15).requires_grad_(False)
+    stacked.weight.copy_(start.weight.repeat(3, 1))
+    stacked.bias.copy_(start.bias.repeat(3))
+    step = SoftmaxRegressionSGD(
+        stacked,
+        weight_decay=torch.tensor(decays).repeat_interleave(5),
+        n_heads=3,
+        **settings,
+    )
+    for k, rows in enumerate([slice(0, 64), slice(64, 128), slice(128, 150)] * 3):
+        batch = features[rows], labels[rows], row_weights[rows]
+        losses = [head_step(*batch, lr_factor=1.0 - k / 10) for _, head_step in alone]
+        loss = step(*batch, lr_factor=1.0 - k / 10)
+        torch.testing.assert_close(loss, torch.stack(losses).mean())
+    for k, (layer, _) in enumerate(alone):
+        torch.testing.assert_close(stacked.weight[5 * k : 5 * k + 5], layer.weight)
+        torch.testing.assert_close(stacked.bias[5 * k : 5 * k + 5], layer.bias)
+
+
 @pytest.mark.parametrize("smoothing", [0.0, 0.3])
 def test_cross_entropy_gradient_is_autograds_for_logits_far_apart(smoothing):
     # Log-probabilities far below -87 (denormal probabilities) are raised

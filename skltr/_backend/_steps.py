@@ -139,6 +139,7 @@ class ClosedFormSGD:
     capturable = True
     label_smoothing = 0.0
     focal_gamma = 0.0
+    n_heads = 1  # rows of logits per row of features
     _true_class_step = None  # allocated at the first step, by true_class_term
 
     def __call__(self, features, labels, weights=None, *, lr_factor):
@@ -208,7 +209,7 @@ class ClosedFormSGD:
         later makes the step allocate anew, and the graph keeps reading the
         old addresses.
         """
-        return self.true_class_term(batch_size, self._steps)
+        return self.true_class_term(batch_size * self.n_heads, self._steps)
 
 
 class SoftmaxRegressionSGD(ClosedFormSGD):
@@ -234,6 +235,14 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
         the layer learns to predict without it.
     focal_gamma : float
         The focal loss's gamma; 0 is the cross-entropy.
+    n_heads : int
+        Heads trained side by side on the same batches: the layer's output
+        rows are ``n_heads`` blocks of ``n_classes``, and each block takes
+        the step of the loss above on its own logits (the loss returned is
+        the heads' mean). With a ``weight_decay`` per output row, candidates
+        that differ only in their penalty train in one pass over the data.
+    weight_decay : float or torch.Tensor of shape (n_outputs,)
+        One penalty for the layer, or one per output row (and its bias).
     """
 
     def __init__(
@@ -247,10 +256,12 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
         label_smoothing=0.0,
         logit_offset=None,
         focal_gamma=0.0,
+        n_heads=1,
     ):
         self.weight, self.bias = layer.weight, layer.bias
         self.lr_weight, self.lr_bias = lr_weight, lr_bias
         self.momentum, self.weight_decay = momentum, weight_decay
+        self.n_heads = n_heads
         self.label_smoothing = label_smoothing
         self.logit_offset = logit_offset
         self.focal_gamma = focal_gamma
@@ -270,13 +281,27 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
         """One step at the current step sizes; returns the batch loss."""
         n = len(labels)
         logits = linear_logits(features, self.weight, self.bias)
+        if self.n_heads > 1:
+            # Each head's logits of a row are a row of their own.
+            logits = logits.view(n * self.n_heads, -1)
+            labels = labels.repeat_interleave(self.n_heads)
+            if weights is not None:
+                weights = weights.repeat_interleave(self.n_heads)
         if self.logit_offset is not None:
             logits += self.logit_offset
         loss, grad = self.cross_entropy_gradient(logits, labels, weights)
-        grad_weight = torch.addmm(
-            self.weight, grad.T, features, beta=self.weight_decay, alpha=1.0 / n
-        )
-        grad_bias = grad.sum(dim=0).div_(n).add_(self.bias, alpha=self.weight_decay)
+        grad = grad.reshape(n, -1)
+        if isinstance(self.weight_decay, torch.Tensor):
+            decay = self.weight_decay
+            grad_weight = torch.addmm(
+                self.weight * decay[:, None], grad.T, features, alpha=1.0 / n
+            )
+            grad_bias = grad.sum(dim=0).div_(n).addcmul_(decay, self.bias)
+        else:
+            grad_weight = torch.addmm(
+                self.weight, grad.T, features, beta=self.weight_decay, alpha=1.0 / n
+            )
+            grad_bias = grad.sum(dim=0).div_(n).add_(self.bias, alpha=self.weight_decay)
         for param, velocity, grad_param, step in (
             (self.weight, self.velocity_weight, grad_weight, self._steps[0]),
             (self.bias, self.velocity_bias, grad_bias, self._steps[1]),
