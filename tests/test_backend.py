@@ -92,6 +92,9 @@ def test_heads_side_by_side_take_the_steps_each_takes_alone(smoothing):
     for k, (layer, _) in enumerate(alone):
         torch.testing.assert_close(stacked.weight[5 * k : 5 * k + 5], layer.weight)
         torch.testing.assert_close(stacked.bias[5 * k : 5 * k + 5], layer.bias)
+    # A CUDA graph captures a step that must not allocate: what it reads is
+    # allocated beforehand, for every head's rows.
+    assert len(step.prepare_capture(64)) == 64 * 3
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.3])
@@ -297,15 +300,20 @@ def _assert_captured_steps_match_eager(step, eager_twin, data):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("smoothing", [0.0, 0.5])
-def test_captured_cuda_graph_takes_the_eager_steps(smoothing):
+@pytest.mark.parametrize("smoothing, n_heads", [(0.0, 1), (0.5, 1), (0.0, 3)])
+def test_captured_cuda_graph_takes_the_eager_steps(smoothing, n_heads):
     X, y = _problem(n=1100, d=32, c=10)
     data = DeviceFeatures(X, y, torch.device("cuda"))
     mean, var = data.moments()
     data.standardise(mean, np.sqrt(var))
+    weight_decay = 1e-3
+    if n_heads > 1:  # weight balancing's candidates, side by side
+        decays = torch.tensor([1e-3, 1e-2, 1e-1], device="cuda")
+        weight_decay = decays.repeat_interleave(10)
     layers, steps = [], []
     for _ in range(2):
-        layer = torch.nn.Linear(32, 10, device="cuda").requires_grad_(False)
+        layer = torch.nn.Linear(32, 10 * n_heads, device="cuda")
+        layer.requires_grad_(False)
         layer.weight.zero_(), layer.bias.zero_()
         layers.append(layer)
         steps.append(
@@ -314,8 +322,9 @@ def test_captured_cuda_graph_takes_the_eager_steps(smoothing):
                 lr_weight=0.01,
                 lr_bias=0.1,
                 momentum=0.9,
-                weight_decay=1e-3,
+                weight_decay=weight_decay,
                 label_smoothing=smoothing,
+                n_heads=n_heads,
             )
         )
     _assert_captured_steps_match_eager(*steps, data)
