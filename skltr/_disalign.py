@@ -101,16 +101,27 @@ class GatedAlignmentSGD(ClosedFormSGD):
     The features served are each row's joint logits followed by its
     standardised features.
 
+    The four parameters are views of one flat tensor, so that one momentum
+    step, each element at its parameter's step size, moves them all: the
+    steps are small, and with a momentum step per parameter the alignment
+    took about a quarter longer (ResNet-56 features, 10 classes).
+
     Parameters
     ----------
-    scale, bias : torch.Tensor of shape (n_classes,)
-    gate_coef : torch.Tensor of shape (n_features,)
-    gate_intercept : torch.Tensor of shape ()
-        Updated in place.
+    n_classes, n_features : int
+    device : torch.device
     lr_scale, lr_bias, lr_gate : float
         The step on the scales, on the biases (and the gate's intercept), and
         on the gate's weights.
     momentum, weight_decay : float
+
+    Attributes
+    ----------
+    scale, bias : torch.Tensor of shape (n_classes,)
+        Start at 1 and 0: the alignment starts as the joint logits.
+    gate_coef : torch.Tensor of shape (n_features,)
+    gate_intercept : torch.Tensor of shape ()
+        Start at 0. All four are updated in place.
     """
 
     # Not yet run inside a CUDA graph (no GPU checked it): the training loop
@@ -119,10 +130,9 @@ class GatedAlignmentSGD(ClosedFormSGD):
 
     def __init__(
         self,
-        scale,
-        bias,
-        gate_coef,
-        gate_intercept,
+        n_classes,
+        n_features,
+        device,
         *,
         lr_scale,
         lr_bias,
@@ -130,40 +140,44 @@ class GatedAlignmentSGD(ClosedFormSGD):
         momentum,
         weight_decay,
     ):
-        self.params = (scale, bias, gate_coef, gate_intercept)
-        self.lrs = (lr_scale, lr_bias, lr_gate, lr_bias)
+        sizes = (n_classes, n_classes, n_features, 1)
+        self._flat = torch.zeros(sum(sizes), device=device)
+        self.scale, self.bias, self.gate_coef, gate_intercept = self._flat.split(sizes)
+        self.gate_intercept = gate_intercept[0]
+        self.scale.fill_(1.0)
+        self._velocity = torch.zeros_like(self._flat)
+        self._lrs = (lr_scale, lr_bias, lr_gate, lr_bias)
         self.momentum, self.weight_decay = momentum, weight_decay
-        self.velocities = tuple(torch.zeros_like(param) for param in self.params)
-        # Minus the step sizes, as tensors, as the other closed-form steps.
-        self._steps = torch.zeros(len(self.params), device=scale.device)
+        # Minus the step sizes, one per element, as the other closed-form
+        # steps hold theirs: as tensors.
+        self._steps = torch.zeros_like(self._flat)
+        self._step_segments = self._steps.split(sizes)
 
     def set_lr_factor(self, lr_factor):
-        for step, lr in zip(self._steps, self.lrs, strict=True):
-            step.fill_(-lr * lr_factor)
+        for segment, lr in zip(self._step_segments, self._lrs, strict=True):
+            segment.fill_(-lr * lr_factor)
 
     @torch.no_grad()
     def update(self, features, labels, weights=None):
         """One step at the current step sizes; returns the batch loss."""
-        scale, bias, gate_coef, gate_intercept = self.params
-        n, n_classes = len(labels), len(scale)
+        n, n_classes = len(labels), len(self.scale)
         logits, rows = features[:, :n_classes], features[:, n_classes:]
-        gate = torch.sigmoid(torch.addmv(gate_intercept, rows, gate_coef))
-        alignment = torch.addcmul(bias, logits, scale - 1.0)
+        gate = torch.sigmoid(torch.addmv(self.gate_intercept, rows, self.gate_coef))
+        alignment = torch.addcmul(self.bias, logits, self.scale - 1.0)
         aligned = torch.addcmul(logits, gate[:, None], alignment)
         loss, grad = self.cross_entropy_gradient(aligned, labels, weights)
         gated_grad = grad * gate[:, None]
         gate_grad = (grad * alignment).sum(dim=1).mul_(gate * (1.0 - gate))
-        grads = (
-            (gated_grad * logits).sum(dim=0),
-            gated_grad.sum(dim=0),
-            rows.T @ gate_grad,
-            gate_grad.sum(),
+        flat_grad = torch.cat(
+            [
+                (gated_grad * logits).sum(dim=0),
+                gated_grad.sum(dim=0),
+                rows.T @ gate_grad,
+                gate_grad.sum().reshape(1),
+            ]
         )
-        for param, velocity, grad_param, step in zip(
-            self.params, self.velocities, grads, self._steps, strict=True
-        ):
-            grad_param = grad_param.div_(n).add_(param, alpha=self.weight_decay)
-            self.momentum_step(param, velocity, grad_param, step)
+        flat_grad.div_(n).add_(self._flat, alpha=self.weight_decay)
+        self.momentum_step(self._flat, self._velocity, flat_grad, self._steps)
         return loss
 
 
@@ -322,10 +336,6 @@ class DisAlignClassifier(BaseRebalancer):
         if self.chosen_on_ == TRAINING_DATA:
             warn_if_nothing_to_correct(self, logits, labels, "alignment")
         n_classes, n_features = logits.shape[1], rows.shape[1]
-        scale = torch.ones(n_classes, device=device)
-        bias = torch.zeros(n_classes, device=device)
-        gate_coef = torch.zeros(n_features, device=device)
-        gate_intercept = torch.zeros((), device=device)
         # Each parameter's step follows the rule of the others: divided by
         # the mean square of what it multiplies (logits for the scales, the
         # standardised features for the gate).
@@ -334,18 +344,18 @@ class DisAlignClassifier(BaseRebalancer):
         row_weights = generalised_reweighting(self.class_counts_, self.rho)[labels]
         if weights is not None:
             row_weights = row_weights * weights
+        step = GatedAlignmentSGD(
+            n_classes,
+            n_features,
+            device,
+            lr_scale=logit_scaled_lr(self.lr, squared_logit),
+            lr_bias=self.lr,
+            lr_gate=feature_scaled_lr(self.lr, squared_feature),
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+        )
         self._train(
-            GatedAlignmentSGD(
-                scale,
-                bias,
-                gate_coef,
-                gate_intercept,
-                lr_scale=logit_scaled_lr(self.lr, squared_logit),
-                lr_bias=self.lr,
-                lr_gate=feature_scaled_lr(self.lr, squared_feature),
-                momentum=self.momentum,
-                weight_decay=self.weight_decay,
-            ),
+            step,
             DeviceFeatures(
                 torch.cat([logits, rows], dim=1),
                 labels,
@@ -354,9 +364,9 @@ class DisAlignClassifier(BaseRebalancer):
             ),
             make_sampler("instance", labels, n_classes, epochs=self.epochs, rng=rng),
         )
-        self.scale_, self.bias_ = to_numpy(scale), to_numpy(bias)
-        self.gate_coef_ = to_numpy(gate_coef)
-        self.gate_intercept_ = float(gate_intercept.detach())
+        self.scale_, self.bias_ = to_numpy(step.scale), to_numpy(step.bias)
+        self.gate_coef_ = to_numpy(step.gate_coef)
+        self.gate_intercept_ = float(step.gate_intercept)
 
     def _scorer(self, device):
         # The gate is one more output of the joint head's product: a product

@@ -84,8 +84,17 @@ def test_the_closed_form_step_is_the_autograd_step():
 
     lrs = {"lr_scale": 0.05, "lr_bias": 0.5, "lr_gate": 0.2}
     settings = {"momentum": 0.9, "weight_decay": 5e-4}
-    closed = parameters()
-    closed_step = GatedAlignmentSGD(*closed, **lrs, **settings)
+    closed_step = GatedAlignmentSGD(
+        n_classes, n_features, torch.device("cpu"), **lrs, **settings
+    )
+    closed = (
+        closed_step.scale,
+        closed_step.bias,
+        closed_step.gate_coef,
+        closed_step.gate_intercept,
+    )
+    for got, start in zip(closed, parameters(), strict=True):
+        assert torch.equal(got, start)  # the alignment starts as the joint logits
     autograd = tuple(p.requires_grad_() for p in parameters())
     scale, bias, gate_coef, gate_intercept = autograd
 
