@@ -227,7 +227,9 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
     layer : torch.nn.Linear
         Updated in place.
     lr_weight, lr_bias : float
-    momentum, weight_decay : float
+    momentum : float
+    weight_decay : float or torch.Tensor of shape (n_heads * n_classes,)
+        One penalty for the layer, or one per output row (and its bias).
     label_smoothing : float
         Weight of the uniform distribution in the targets.
     logit_offset : torch.Tensor of shape (n_classes,) or None
@@ -241,8 +243,6 @@ class SoftmaxRegressionSGD(ClosedFormSGD):
         the step of the loss above on its own logits (the loss returned is
         the heads' mean). With a ``weight_decay`` per output row, candidates
         that differ only in their penalty train in one pass over the data.
-    weight_decay : float or torch.Tensor of shape (n_outputs,)
-        One penalty for the layer, or one per output row (and its bias).
     """
 
     def __init__(
