@@ -63,6 +63,11 @@ class LinearScores:
         self._intercept = torch.as_tensor(intercept, device=device)
         self._float64_rows = Float64Rows(device)
 
+    @property
+    def n_outputs(self):
+        """Columns of the scores: the classes, or every candidate's block of them."""
+        return len(self._intercept)
+
     def __call__(self, rows):
         """Scores of a chunk of ``rows`` (a tensor), (n, n_classes) float64."""
         return linear_logits(self._float64_rows(rows), self._coef, self._intercept)

@@ -206,9 +206,9 @@ def count_correct(X, labels, scores, candidate_logits, n_candidates, n_classes, 
     X : ndarray or torch.Tensor of shape (n_samples, n_features)
     labels : ndarray of shape (n_samples,)
         Encoded labels.
-    scores : callable
-        The base scores of a chunk of rows (a :class:`LinearScores`), float64
-        on ``device``.
+    scores : LinearScores
+        The base scores of a chunk of rows, float64 on ``device``; a chunk
+        holds as many rows as fit the wider of its features and its scores.
     candidate_logits : callable
         ``candidate_logits(scores, i)``: the logits of candidate ``i``.
     n_candidates, n_classes : int
@@ -222,7 +222,7 @@ def count_correct(X, labels, scores, candidate_logits, n_candidates, n_classes, 
     device = float64_device(device)
     correct = torch.zeros(n_candidates, n_classes, dtype=torch.int64, device=device)
     labels = torch.as_tensor(np.asarray(labels), device=device)
-    for rows in iter_row_chunks(X.shape[0], max(X.shape[1], n_classes)):
+    for rows in iter_row_chunks(X.shape[0], max(X.shape[1], scores.n_outputs)):
         chunk_labels = labels[rows]
         base = scores(feature_rows(X, rows))
         for i in range(n_candidates):

@@ -50,6 +50,24 @@ def test_weight_decay_is_chosen_on_held_out_rows(small_problem):
     assert not hasattr(given, "weight_decay_scores_")
 
 
+def test_held_out_chunks_hold_every_candidates_scores(small_problem, monkeypatch):
+    # The held-out rows are scored by every candidate at once, 4 x 4 columns
+    # on 6 features: a chunk's size must count the scores, which are wider.
+    import skltr._selection
+
+    widths = []
+    original = skltr._selection.iter_row_chunks
+
+    def recording(n_rows, n_cols):
+        widths.append(n_cols)
+        return original(n_rows, n_cols)
+
+    monkeypatch.setattr(skltr._selection, "iter_row_chunks", recording)
+    X, y = small_problem
+    WeightBalancedClassifier(**CPU).fit(X, y)
+    assert widths == [4 * 4, 4 * 4]  # one pass per fold
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
