@@ -140,6 +140,9 @@ class BaseLongTailClassifier(ClassifierMixin, BaseEstimator, metaclass=ABCMeta):
     def predict_proba(self, X):
         """Class probabilities: the softmax of the class scores.
 
+        Where the scores are not logits of the posterior, the class says how
+        it maps them (NCM's temperature, the focal loss's posterior).
+
         Parameters
         ----------
         X : array-like or torch.Tensor of shape (n_samples, n_features)

@@ -7,6 +7,7 @@ what tau-norm, LWS and LORT re-balance.
 
 from numbers import Real
 
+import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._docstrings import AUTO_WEIGHT_DECAY, fill_doc
@@ -17,6 +18,38 @@ from ._softmax_regression import (
     SoftmaxRegression,
 )
 from ._weights import DEFAULT_BETA
+
+
+def focal_posterior_logits(scores, gamma):
+    """Logits whose softmax is the class posterior a focal-loss layer estimates.
+
+    The focal loss is not a proper scoring rule: its minimiser q is not the
+    posterior eta but a flattened version of it. From the optimality
+    condition of its conditional risk, eta_j is proportional to
+    ``h(q_j) = q_j / ((1 - q_j)^gamma - gamma q_j (1 - q_j)^(gamma - 1)
+    log q_j)``, increasing in q_j (Charoenphakdee et al., CVPR 2021), so the
+    class predicted stays the same. Returns ``log h(softmax(scores))``,
+    computed in log space; ``1 - q_j`` is held above the smallest positive
+    float, where a class takes all the mass.
+
+    Parameters
+    ----------
+    scores : torch.Tensor of shape (n_samples, n_classes)
+        The layer's logits, float64.
+    gamma : float
+        The focal loss's gamma; 0 gives the log-softmax of ``scores``.
+
+    Returns
+    -------
+    logits : torch.Tensor of shape (n_samples, n_classes)
+    """
+    log_q = torch.log_softmax(scores, dim=1)
+    rest = torch.clamp(-torch.expm1(log_q), min=torch.finfo(scores.dtype).tiny)
+    return (
+        log_q
+        - (gamma - 1.0) * torch.log(rest)
+        - torch.log(rest - gamma * torch.exp(log_q) * log_q)
+    )
 
 
 @fill_doc(
@@ -51,6 +84,11 @@ class JointClassifier(SoftmaxRegression):
         layer already classifies confidently, which are mostly of the head
         classes. It re-balances little with many classes (the survey's
         ImageNet-LT table: 45.8 against 45.5 for the cross-entropy).
+        The softmax of a focal-loss layer's logits is flatter than the class
+        posterior, so ``predict_proba`` maps it back to the posterior it
+        estimates (Charoenphakdee et al., 2021; the class predicted is the
+        same): a prior adjustment (:class:`PriorAdjustedClassifier`) needs
+        posteriors.
 
     gamma : float, default=2.0
         The focal loss's gamma (``loss="focal"``); 0 is the cross-entropy.
@@ -89,6 +127,9 @@ class JointClassifier(SoftmaxRegression):
        for Dense Object Detection", ICCV 2017.
     .. [3] Y. Cui, M. Jia, T.-Y. Lin, Y. Song and S. Belongie,
        "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019.
+    .. [4] N. Charoenphakdee, J. Vongkulbhisal, N. Chairatanakul and
+       M. Sugiyama, "On Focal Loss for Class-Posterior Probability
+       Estimation: A Theoretical Perspective", CVPR 2021.
 
     Notes
     -----
@@ -147,3 +188,7 @@ class JointClassifier(SoftmaxRegression):
 
     def _focal_gamma(self):
         return float(self.gamma) if self.loss == "focal" else 0.0
+
+    def _probability_logits(self, scores):
+        gamma = self._focal_gamma()
+        return focal_posterior_logits(scores, gamma) if gamma else scores

@@ -343,6 +343,50 @@ def test_focal_with_gamma_zero_is_the_cross_entropy(small_problem):
         JointClassifier(loss="focal", gamma=-1.0, **CPU).fit(X, y)
 
 
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 5.0])
+def test_focal_posterior_undoes_the_focal_risk_minimiser(gamma):
+    # The probabilities q that minimise the expected focal loss under a
+    # posterior eta are flatter than eta; the map recovers eta from them.
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    from skltr._joint import focal_posterior_logits
+
+    eta = np.array([0.6, 0.25, 0.1, 0.05])
+
+    def focal_risk(z):
+        log_q = log_softmax(z)
+        return -(eta * (1 - np.exp(log_q)) ** gamma * log_q).sum()
+
+    z = minimize(focal_risk, np.zeros(4), method="BFGS", options={"gtol": 1e-12}).x
+    q = np.exp(log_softmax(z))
+    assert q[0] < eta[0] - 0.02  # flatter than the posterior
+    recovered = torch.softmax(
+        focal_posterior_logits(torch.tensor(z[None, :]), gamma), dim=1
+    )
+    np.testing.assert_allclose(recovered[0].numpy(), eta, atol=1e-5)
+
+
+def test_focal_probabilities_are_posteriors_with_the_same_predictions(small_problem):
+    from skltr._joint import focal_posterior_logits
+
+    X, y = small_problem
+    focal = JointClassifier(loss="focal", **CPU).fit(X, y)
+    proba = focal.predict_proba(X)
+    predicted = focal.classes_[proba.argmax(axis=1)]
+    np.testing.assert_array_equal(predicted, focal.predict(X))
+    softmax = torch.softmax(torch.as_tensor(focal.decision_function(X)), dim=1)
+    # Sharper than the layer's softmax.
+    assert proba.max(axis=1).mean() > float(softmax.max(dim=1).values.mean())
+    np.testing.assert_allclose(np.exp(focal.predict_log_proba(X)), proba, rtol=1e-10)
+    # Finite where one class takes all the mass, or none has any.
+    extreme = torch.tensor([[0.0, 60.0, -60.0], [800.0, -800.0, 0.0], [0.0, 0, 0]])
+    logits = focal_posterior_logits(extreme.double(), 2.0)
+    assert torch.isfinite(logits).all()
+    np.testing.assert_allclose(torch.softmax(logits, dim=1)[2].numpy(), 1 / 3)
+    assert int(torch.softmax(logits, dim=1)[1].argmax()) == 0
+
+
 def test_sample_weight_is_routed_when_metadata_routing_is_on(small_problem):
     X, y = small_problem
     weights = np.where(y == 3, 5.0, 1.0)
