@@ -25,6 +25,7 @@ from sklearn.base import (
     _fit_context,
     clone,
 )
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
@@ -40,15 +41,30 @@ from .metrics._shot import label_positions
 def implied_prior(estimator, y, class_counts):
     """The class prior a fitted classifier's probabilities assume.
 
-    A skltr classifier declares its own (``_implied_prior``); for another
-    classifier it is the training prior of ``y`` (``class_counts``, in the
-    order of its ``classes_``), times its ``class_weight`` when it has one
-    (``"balanced"`` makes it uniform).
+    A skltr classifier declares its own (``_implied_prior``); a
+    ``CalibratedClassifierCV`` with ``method="temperature"`` keeps that of
+    the classifier it calibrates; for another classifier it is the training
+    prior of ``y`` (``class_counts``, in the order of its ``classes_``),
+    times its ``class_weight`` when it has one (``"balanced"`` makes it
+    uniform).
     """
     final = final_estimator(estimator)
     if isinstance(final, BaseLongTailClassifier):
         return final._implied_prior()
     classes = final.classes_
+    if isinstance(final, CalibratedClassifierCV) and final.method == "temperature":
+        # One temperature divides all the logits: the probabilities keep the
+        # prior of the classifier they calibrate, uniform for a re-balancer.
+        # (Sigmoid and isotonic fit a map per class on training rows, and
+        # learn the training prior back.) The ensemble's probabilities are
+        # the mean of its members'.
+        return np.mean(
+            [
+                implied_prior(member.estimator, y, class_counts)
+                for member in final.calibrated_classifiers_
+            ],
+            axis=0,
+        )
     prior = np.asarray(class_counts, dtype=np.float64)
     class_weight = getattr(final, "class_weight", None)
     if class_weight is not None:
@@ -155,8 +171,11 @@ class PriorAdjustedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator
     :class:`JointClassifier` and cRT assume their sampler's prior times their
     class weights (instance-balanced: the training prior; class-balanced:
     uniform), Balanced Softmax the training prior to the power 1 - tau, the
-    re-balancers and NCM a uniform prior. For another classifier it is the
-    training prior of ``y``, times its ``class_weight``. A class the source
+    re-balancers and NCM a uniform prior.
+    ``CalibratedClassifierCV(method="temperature")`` keeps the prior of the
+    classifier it calibrates; its sigmoid and isotonic maps, fit per class
+    on training rows, learn the training prior. For another classifier it
+    is the training prior of ``y``, times its ``class_weight``. A class the source
     prior gives 0 makes the ratio undefined and is refused.
 
     EM assumes calibrated probabilities and enough samples per class. With

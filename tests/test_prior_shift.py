@@ -4,7 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
@@ -90,6 +92,32 @@ def test_the_implied_prior_is_declared_by_each_classifier(problem):
     for estimator, prior in cases:
         clf = PriorAdjustedClassifier(estimator).fit(X, y)
         np.testing.assert_allclose(clf.source_prior_, prior, err_msg=str(estimator))
+
+
+@pytest.mark.parametrize("method", ["temperature", "sigmoid"])
+def test_a_calibrated_classifier_implies_the_prior_of_its_calibration(
+    overlapping, method
+):
+    # A temperature keeps the re-balancer's uniform prior; per-class maps fit
+    # on the long-tailed training rows learn the training prior back. Taking
+    # the wrong one shifts every prediction toward the wrong classes.
+    X, y, X_test, y_test = overlapping
+    truth = _long_tailed_prior(10, 50, forward=False)
+    X_shift, y_shift = _resampled(X_test, y_test, truth, 3000, seed=1)
+    calibrated = CalibratedClassifierCV(
+        LogitAdjustedClassifier(**CPU), method=method, cv=3
+    ).fit(X, y)
+    clf = PriorAdjustedClassifier(FrozenEstimator(calibrated), target_prior=truth)
+    clf.fit(X, y)
+    training = np.bincount(y) / len(y)
+    expected = np.full(10, 0.1) if method == "temperature" else training
+    np.testing.assert_allclose(clf.source_prior_, expected)
+    plain = np.mean(calibrated.predict(X_shift) == y_shift)
+    assert np.mean(clf.predict(X_shift) == y_shift) > plain + 0.01
+    # A calibrated joint classifier keeps (its folds' means of) the training prior.
+    joint = CalibratedClassifierCV(JointClassifier(**CPU), method="temperature", cv=3)
+    source = PriorAdjustedClassifier(joint).fit(X, y).source_prior_
+    np.testing.assert_allclose(source, training, rtol=0.02)
 
 
 def test_em_gets_closer_to_the_true_prior_with_more_samples(problem):
