@@ -51,7 +51,6 @@ def implied_prior(estimator, y, class_counts):
     final = final_estimator(estimator)
     if isinstance(final, BaseLongTailClassifier):
         return final._implied_prior()
-    classes = final.classes_
     if isinstance(final, CalibratedClassifierCV) and final.method == "temperature":
         # One temperature divides all the logits: the probabilities keep the
         # prior of the classifier they calibrate, uniform for a re-balancer.
@@ -65,6 +64,7 @@ def implied_prior(estimator, y, class_counts):
             ],
             axis=0,
         )
+    classes = final.classes_
     prior = np.asarray(class_counts, dtype=np.float64)
     class_weight = getattr(final, "class_weight", None)
     if class_weight is not None:
