@@ -18,7 +18,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
 
-from skltr import BalancedSoftmaxClassifier, JointClassifier, LogitAdjustedClassifier
+from skltr import (
+    BalancedSoftmaxClassifier,
+    JointClassifier,
+    LogitAdjustedClassifier,
+    WeightBalancedClassifier,
+)
 from skltr.metrics import shot_accuracy, shot_calibration_error
 
 try:  # python -m benchmarks.<script>, from the repository root
@@ -36,6 +41,7 @@ def classifiers(seed):
         "Joint": JointClassifier(**trained),
         "logit adjustment": LogitAdjustedClassifier(**trained),
         "Balanced Softmax": BalancedSoftmaxClassifier(**trained),
+        "weight balancing": WeightBalancedClassifier(**trained),
     }
 
 
