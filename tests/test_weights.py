@@ -5,6 +5,8 @@ import pytest
 import sklearn
 import torch
 from _estimators import REBALANCERS
+from scipy.optimize import minimize
+from scipy.special import log_softmax
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -19,6 +21,7 @@ from skltr import (
     TauNormClassifier,
 )
 from skltr._backend import SoftmaxRegressionSGD, focal_terms
+from skltr._joint import focal_posterior_logits
 from skltr._selection import held_out_folds, mean_per_class_accuracy
 from skltr._tau import correct_by_tau
 from skltr._weights import effective_number_weights
@@ -347,11 +350,6 @@ def test_focal_with_gamma_zero_is_the_cross_entropy(small_problem):
 def test_focal_posterior_undoes_the_focal_risk_minimiser(gamma):
     # The probabilities q that minimise the expected focal loss under a
     # posterior eta are flatter than eta; the map recovers eta from them.
-    from scipy.optimize import minimize
-    from scipy.special import log_softmax
-
-    from skltr._joint import focal_posterior_logits
-
     eta = np.array([0.6, 0.25, 0.1, 0.05])
 
     def focal_risk(z):
@@ -368,8 +366,6 @@ def test_focal_posterior_undoes_the_focal_risk_minimiser(gamma):
 
 
 def test_focal_probabilities_are_posteriors_with_the_same_predictions(small_problem):
-    from skltr._joint import focal_posterior_logits
-
     X, y = small_problem
     focal = JointClassifier(loss="focal", **CPU).fit(X, y)
     proba = focal.predict_proba(X)
@@ -379,7 +375,7 @@ def test_focal_probabilities_are_posteriors_with_the_same_predictions(small_prob
     # Sharper than the layer's softmax.
     assert proba.max(axis=1).mean() > float(softmax.max(dim=1).values.mean())
     np.testing.assert_allclose(np.exp(focal.predict_log_proba(X)), proba, rtol=1e-10)
-    # Finite where one class takes all the mass, or none has any.
+    # Finite where one class takes all the mass; uniform for equal logits.
     extreme = torch.tensor([[0.0, 60.0, -60.0], [800.0, -800.0, 0.0], [0.0, 0, 0]])
     logits = focal_posterior_logits(extreme.double(), 2.0)
     assert torch.isfinite(logits).all()
