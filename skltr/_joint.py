@@ -28,9 +28,13 @@ def focal_posterior_logits(scores, gamma):
     condition of its conditional risk, eta_j is proportional to
     ``h(q_j) = q_j / ((1 - q_j)^gamma - gamma q_j (1 - q_j)^(gamma - 1)
     log q_j)``, increasing in q_j (Charoenphakdee et al., CVPR 2021), so the
-    class predicted stays the same. Returns ``log h(softmax(scores))``,
-    computed in log space; ``1 - q_j`` is held above the smallest positive
-    float, where a class takes all the mass.
+    class predicted stays the same. Returns ``log h(softmax(scores))``.
+
+    The denominator is the focal loss's gradient factor, which the training
+    step computes (``focal_terms``); here it is taken in log space, with
+    ``1 - q_j`` held above the smallest positive float, because a row that
+    one class takes all the mass of would underflow it to 0 and make the
+    probabilities NaN.
 
     Parameters
     ----------
